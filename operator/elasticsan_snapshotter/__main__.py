@@ -1,0 +1,5 @@
+import sys
+
+from elasticsan_snapshotter.cli import main
+
+sys.exit(main())
