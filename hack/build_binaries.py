@@ -148,7 +148,9 @@ def go_env() -> dict[str, str]:
 
 def run_go(args: list[str], cwd: Path, what: str) -> str:
     if shutil.which("go") is None:
-        raise BuildError("the Go toolchain ('go') is not on PATH; install Go 1.26 or newer to build the test control plane")
+        raise BuildError(
+            "the Go toolchain ('go') is not on PATH; install Go 1.26 or newer to build the test control plane"
+        )
     proc = subprocess.run(["go", *args], cwd=cwd, env=go_env(), capture_output=True, text=True)
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
@@ -162,7 +164,9 @@ def run_go(args: list[str], cwd: Path, what: str) -> str:
 
 
 def module_info(module: str, version: str, scratch: Path) -> dict[str, str]:
-    out = run_go(["mod", "download", "-json", f"{module}@{version}"], scratch, f"downloading {module}@{version}")
+    out = run_go(
+        ["mod", "download", "-json", f"{module}@{version}"], scratch, f"downloading {module}@{version}"
+    )
     info: dict[str, str] = json.loads(out)
     if info.get("Error"):
         raise BuildError(f"downloading {module}@{version} failed: {info['Error']}")
@@ -180,7 +184,9 @@ def derived_replaces(comp: Component, scratch: Path) -> list[tuple[str, str]]:
     the main version.
     """
     info = module_info(comp.module, comp.version, scratch)
-    gomod = json.loads(run_go(["mod", "edit", "-json", info["GoMod"]], scratch, f"reading go.mod of {comp.module}"))
+    gomod = json.loads(
+        run_go(["mod", "edit", "-json", info["GoMod"]], scratch, f"reading go.mod of {comp.module}")
+    )
     replaces: list[tuple[str, str]] = []
     for rep in gomod.get("Replace") or []:
         new_path = rep["New"]["Path"]
@@ -276,7 +282,9 @@ def artifacts(versions: dict[str, str], root: Path, only: set[str] | None = None
         snap = versions["EXTERNAL_SNAPSHOTTER_VERSION"]
         client = module_info("github.com/kubernetes-csi/external-snapshotter/client/v8", snap, scratch)
         result["snapshot_crds"] = str(Path(client["Dir"]) / "config" / "crd")
-        spec = module_info("github.com/container-storage-interface/spec", versions["CSI_SPEC_VERSION"], scratch)
+        spec = module_info(
+            "github.com/container-storage-interface/spec", versions["CSI_SPEC_VERSION"], scratch
+        )
         result["csi_proto"] = str(Path(spec["Dir"]) / "csi.proto")
     result["binaries"] = binaries
     return result

@@ -1,0 +1,111 @@
+"""The one error vocabulary of the project.
+
+Every adapter translates what it meets into these classes at its edge (Azure
+SDK exceptions in ``elasticsan_snapshotter.azure``, gRPC codes in
+``elasticsan_snapshotter.csi``, Kopf retries and status in
+``elasticsan_snapshotter.kubernetes``). Each class says whether it is *final*
+(retrying the same request cannot help: report it to the user) or
+*retryable* (try again, after ``retry_after`` seconds when known).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class SnapshotterError(Exception):
+    """Base of every error the core knows about."""
+
+    reason: ClassVar[str] = "Error"
+    """CamelCase reason, used for Kubernetes Events and metrics labels."""
+
+    retryable: ClassVar[bool] = False
+    default_retry_after: ClassVar[float | None] = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after if retry_after is not None else self.default_retry_after
+        self.request_id = request_id
+
+    @property
+    def final(self) -> bool:
+        return not self.retryable
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class NotFound(SnapshotterError):
+    """The resource does not exist."""
+
+    reason = "NotFound"
+
+
+class AlreadyExists(SnapshotterError):
+    """A resource with this name exists but was made from a different source or with other settings."""
+
+    reason = "AlreadyExists"
+
+
+class InvalidRequest(SnapshotterError):
+    """The request can never succeed as it stands: bad name, size, region, handle or spec."""
+
+    reason = "InvalidRequest"
+
+
+class Forbidden(SnapshotterError):
+    """The identity lacks the Azure role (or Kubernetes permission) for this action."""
+
+    reason = "Forbidden"
+
+
+class CapacityExhausted(SnapshotterError):
+    """The Elastic SAN has no room left; retryable once someone grows the SAN or frees space."""
+
+    reason = "CapacityExhausted"
+    retryable = True
+    default_retry_after = 60.0
+
+
+class LimitReached(SnapshotterError):
+    """A per-resource limit is reached (for example 200 snapshots per volume); clears when some are deleted."""
+
+    reason = "LimitReached"
+    retryable = True
+    default_retry_after = 60.0
+
+
+class Throttled(SnapshotterError):
+    """Azure asked us to slow down (HTTP 429); ``retry_after`` holds its delay."""
+
+    reason = "Throttled"
+    retryable = True
+    default_retry_after = 5.0
+
+
+class Transient(SnapshotterError):
+    """A temporary fault: server errors, timeouts, dropped connections, operations still in flight."""
+
+    reason = "Transient"
+    retryable = True
+    default_retry_after = 5.0
+
+
+__all__ = [
+    "AlreadyExists",
+    "CapacityExhausted",
+    "Forbidden",
+    "InvalidRequest",
+    "LimitReached",
+    "NotFound",
+    "SnapshotterError",
+    "Throttled",
+    "Transient",
+]

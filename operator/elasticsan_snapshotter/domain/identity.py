@@ -1,0 +1,282 @@
+"""Identities of Azure resources: ARM IDs and the compact handles used in CSI.
+
+ARM treats resource IDs case-insensitively, so these identities compare and
+hash without regard to case while keeping the spelling they were given.
+
+Compact handles fit the CSI limit of 128 bytes and leave the subscription out
+(it comes from configuration):
+
+====================  ===============================  ==========================
+resource              compact handle                   ARM ID
+====================  ===============================  ==========================
+Elastic SAN volume    ``rg#san#volumeGroup#volume``    ``/subscriptions/…/volumes/<volume>``
+volume snapshot       ``rg#san#volumeGroup#snapshot``  ``/subscriptions/…/snapshots/<snapshot>``
+managed-disk snapshot ``rg#snapshot``                  ``/subscriptions/…/Microsoft.Compute/snapshots/<name>``
+====================  ===============================  ==========================
+
+Volumes and volume snapshots share a shape; the context (a volume handle or a
+snapshot handle) tells them apart. Wherever a handle comes in, both forms are
+accepted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from elasticsan_snapshotter.domain.errors import InvalidRequest
+
+CSI_MAX_BYTES = 128
+SEPARATOR = "#"
+
+_SEG = r"([^/]+)"
+_SUB_RG = rf"/subscriptions/{_SEG}/resourceGroups/{_SEG}"
+_SAN = rf"{_SUB_RG}/providers/Microsoft\.ElasticSan/elasticSans/{_SEG}"
+_VG = rf"{_SAN}/volumeGroups/{_SEG}"
+_PATTERNS = {
+    "san": re.compile(rf"^{_SAN}/?$", re.IGNORECASE),
+    "volume_group": re.compile(rf"^{_VG}/?$", re.IGNORECASE),
+    "volume": re.compile(rf"^{_VG}/volumes/{_SEG}/?$", re.IGNORECASE),
+    "snapshot": re.compile(rf"^{_VG}/snapshots/{_SEG}/?$", re.IGNORECASE),
+    "disk_snapshot": re.compile(
+        rf"^{_SUB_RG}/providers/Microsoft\.Compute/snapshots/{_SEG}/?$", re.IGNORECASE
+    ),
+}
+# Resource group names: 1-90 of alphanumerics, '_', '-', '.', '(' and ')', not ending in '.'.
+_RG_NAME = re.compile(r"^[-\w.()]{0,89}[-\w()]$")
+_SIMPLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+
+
+class _CaseInsensitive:
+    """Equality and hashing over the lower-cased identity, as ARM compares IDs."""
+
+    def _parts(self) -> tuple[str, ...]:
+        raise NotImplementedError  # every subclass defines its parts
+
+    def _key(self) -> tuple[str, ...]:
+        return tuple(p.lower() for p in self._parts())
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, _CaseInsensitive)
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, *self._key()))
+
+
+def _check_segment(kind: str, value: str) -> str:
+    if not value or "/" in value or SEPARATOR in value or value != value.strip():
+        raise InvalidRequest(f"invalid {kind} name {value!r}")
+    return value
+
+
+@dataclass(frozen=True, eq=False)
+class ElasticSanId(_CaseInsensitive):
+    subscription: str
+    resource_group: str
+    name: str
+
+    def __post_init__(self) -> None:
+        _check_segment("subscription", self.subscription)
+        if not _RG_NAME.match(self.resource_group):
+            raise InvalidRequest(f"invalid resource group name {self.resource_group!r}")
+        _check_segment("Elastic SAN", self.name)
+
+    def _parts(self) -> tuple[str, ...]:
+        return (self.subscription, self.resource_group, self.name)
+
+    @property
+    def arm_id(self) -> str:
+        return (
+            f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.ElasticSan/elasticSans/{self.name}"
+        )
+
+    def volume_group(self, name: str) -> VolumeGroupId:
+        return VolumeGroupId(self, name)
+
+    @classmethod
+    def parse(cls, arm_id: str) -> ElasticSanId:
+        sub, rg, san = _match("san", arm_id, "an Elastic SAN")
+        return cls(sub, rg, san)
+
+
+@dataclass(frozen=True, eq=False)
+class VolumeGroupId(_CaseInsensitive):
+    san: ElasticSanId
+    name: str
+
+    def __post_init__(self) -> None:
+        _check_segment("volume group", self.name)
+
+    def _parts(self) -> tuple[str, ...]:
+        return (*self.san._parts(), self.name)
+
+    @property
+    def arm_id(self) -> str:
+        # ARM paths spell this segment in lower case; the resource type is "volumeGroups".
+        return f"{self.san.arm_id}/volumegroups/{self.name}"
+
+    def volume(self, name: str) -> VolumeId:
+        return VolumeId(self, name)
+
+    def snapshot(self, name: str) -> SnapshotId:
+        return SnapshotId(self, name)
+
+    @classmethod
+    def parse(cls, arm_id: str) -> VolumeGroupId:
+        sub, rg, san, vg = _match("volume_group", arm_id, "an Elastic SAN volume group")
+        return cls(ElasticSanId(sub, rg, san), vg)
+
+
+@dataclass(frozen=True, eq=False)
+class _VolumeGroupChild(_CaseInsensitive):
+    volume_group: VolumeGroupId
+    name: str
+
+    _kind = "volume"
+    _segment = "volumes"
+
+    def __post_init__(self) -> None:
+        _check_segment(self._kind, self.name)
+
+    def _parts(self) -> tuple[str, ...]:
+        return (*self.volume_group._parts(), self.name)
+
+    @property
+    def subscription(self) -> str:
+        return self.volume_group.san.subscription
+
+    @property
+    def arm_id(self) -> str:
+        return f"{self.volume_group.arm_id}/{self._segment}/{self.name}"
+
+    def handle(self, default_subscription: str) -> str:
+        """The compact handle when the subscription is the configured one, else the ARM ID."""
+        vg = self.volume_group
+        if vg.san.subscription.lower() == default_subscription.lower():
+            value = SEPARATOR.join((vg.san.resource_group, vg.san.name, vg.name, self.name))
+        else:
+            value = self.arm_id
+        return _fit(value, self._kind)
+
+
+@dataclass(frozen=True, eq=False)
+class VolumeId(_VolumeGroupChild):
+    """An Elastic SAN volume."""
+
+    @classmethod
+    def parse(cls, value: str, default_subscription: str) -> VolumeId:
+        """Parse an ARM ID or a compact volume handle."""
+        if value.startswith("/"):
+            sub, rg, san, vg, name = _match("volume", value, "an Elastic SAN volume")
+            return cls(VolumeGroupId(ElasticSanId(sub, rg, san), vg), name)
+        rg, san, vg, name = _split_handle(value, 4, "volume")
+        return cls(VolumeGroupId(ElasticSanId(default_subscription, rg, san), vg), name)
+
+
+@dataclass(frozen=True, eq=False)
+class SnapshotId(_VolumeGroupChild):
+    """An Elastic SAN volume snapshot (it lives in the volume group of its source volume)."""
+
+    _kind = "volume snapshot"
+    _segment = "snapshots"
+
+    @classmethod
+    def parse(cls, value: str, default_subscription: str) -> SnapshotId:
+        if value.startswith("/"):
+            sub, rg, san, vg, name = _match("snapshot", value, "an Elastic SAN volume snapshot")
+            return cls(VolumeGroupId(ElasticSanId(sub, rg, san), vg), name)
+        rg, san, vg, name = _split_handle(value, 4, "volume snapshot")
+        return cls(VolumeGroupId(ElasticSanId(default_subscription, rg, san), vg), name)
+
+
+@dataclass(frozen=True, eq=False)
+class DiskSnapshotId(_CaseInsensitive):
+    """A managed-disk snapshot (``Microsoft.Compute/snapshots``), the target of an export."""
+
+    subscription: str
+    resource_group: str
+    name: str
+
+    def __post_init__(self) -> None:
+        _check_segment("subscription", self.subscription)
+        if not _RG_NAME.match(self.resource_group):
+            raise InvalidRequest(f"invalid resource group name {self.resource_group!r}")
+        _check_segment("managed-disk snapshot", self.name)
+
+    def _parts(self) -> tuple[str, ...]:
+        return (self.subscription, self.resource_group, self.name)
+
+    @property
+    def arm_id(self) -> str:
+        return (
+            f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.Compute/snapshots/{self.name}"
+        )
+
+    def handle(self, default_subscription: str) -> str:
+        if self.subscription.lower() == default_subscription.lower():
+            value = SEPARATOR.join((self.resource_group, self.name))
+        else:
+            value = self.arm_id
+        return _fit(value, "managed-disk snapshot")
+
+    @classmethod
+    def parse(cls, value: str, default_subscription: str) -> DiskSnapshotId:
+        if value.startswith("/"):
+            sub, rg, name = _match("disk_snapshot", value, "a managed-disk snapshot")
+            return cls(sub, rg, name)
+        rg, name = _split_handle(value, 2, "managed-disk snapshot")
+        return cls(default_subscription, rg, name)
+
+
+def parse_snapshot_handle(value: str, default_subscription: str) -> SnapshotId | DiskSnapshotId:
+    """A snapshot handle names either an Elastic SAN snapshot or a managed-disk snapshot (import)."""
+    if value.startswith("/"):
+        if _PATTERNS["disk_snapshot"].match(value):
+            return DiskSnapshotId.parse(value, default_subscription)
+        return SnapshotId.parse(value, default_subscription)
+    if value.count(SEPARATOR) == 1:
+        return DiskSnapshotId.parse(value, default_subscription)
+    return SnapshotId.parse(value, default_subscription)
+
+
+def _match(kind: str, value: str, what: str) -> tuple[Any, ...]:
+    found = _PATTERNS[kind].match(value)
+    if not found:
+        raise InvalidRequest(f"{value!r} is not the ARM ID of {what}")
+    return found.groups()
+
+
+def _split_handle(value: str, parts: int, what: str) -> list[str]:
+    pieces = value.split(SEPARATOR)
+    if len(pieces) != parts or not all(pieces):
+        raise InvalidRequest(
+            f"{value!r} is not a {what} handle: expected {parts} non-empty parts separated by "
+            f"{SEPARATOR!r}, or a full ARM resource ID"
+        )
+    return pieces
+
+
+def _fit(value: str, what: str) -> str:
+    if len(value.encode()) > CSI_MAX_BYTES:
+        raise InvalidRequest(
+            f"the {what} handle {value!r} is {len(value.encode())} bytes, more than the "
+            f"{CSI_MAX_BYTES} bytes CSI allows; use shorter resource group, SAN or volume group names"
+        )
+    return value
+
+
+__all__ = [
+    "CSI_MAX_BYTES",
+    "DiskSnapshotId",
+    "ElasticSanId",
+    "SnapshotId",
+    "VolumeGroupId",
+    "VolumeId",
+    "parse_snapshot_handle",
+]
