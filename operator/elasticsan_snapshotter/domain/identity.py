@@ -264,9 +264,16 @@ def _split_handle(value: str, parts: int, what: str) -> list[str]:
 
 def _fit(value: str, what: str) -> str:
     if len(value.encode()) > CSI_MAX_BYTES:
+        # Only resources outside the configured subscription get full ARM IDs as handles.
+        hint = (
+            "the resource is outside the configured subscription, so its handle is the full ARM ID; "
+            "configure that subscription or use resources in the configured one"
+            if value.startswith("/")
+            else "use shorter resource group, SAN or volume group names"
+        )
         raise InvalidRequest(
             f"the {what} handle {value!r} is {len(value.encode())} bytes, more than the "
-            f"{CSI_MAX_BYTES} bytes CSI allows; use shorter resource group, SAN or volume group names"
+            f"{CSI_MAX_BYTES} bytes CSI allows; {hint}"
         )
     return value
 

@@ -1,0 +1,169 @@
+"""ARM IDs and compact handles: round-trips, case-insensitivity and rejection of malformed input."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from elasticsan_snapshotter.domain.errors import InvalidRequest
+from elasticsan_snapshotter.domain.identity import (
+    CSI_MAX_BYTES,
+    DiskSnapshotId,
+    ElasticSanId,
+    SnapshotId,
+    VolumeGroupId,
+    VolumeId,
+    parse_snapshot_handle,
+)
+
+pytestmark = pytest.mark.unit
+
+SUB = "00000000-0000-0000-0000-000000000001"
+
+subscriptions = st.uuids().map(str)
+resource_groups = st.from_regex(r"[A-Za-z0-9_()-][A-Za-z0-9_.()-]{0,20}[A-Za-z0-9_()-]", fullmatch=True)
+names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{1,22}", fullmatch=True)
+
+
+@st.composite
+def volume_ids(draw: st.DrawFn) -> VolumeId:
+    san = ElasticSanId(draw(subscriptions), draw(resource_groups), draw(names))
+    return san.volume_group(draw(names)).volume(draw(names))
+
+
+@st.composite
+def snapshot_ids(draw: st.DrawFn) -> SnapshotId:
+    san = ElasticSanId(draw(subscriptions), draw(resource_groups), draw(names))
+    return san.volume_group(draw(names)).snapshot(draw(names))
+
+
+@st.composite
+def disk_snapshot_ids(draw: st.DrawFn) -> DiskSnapshotId:
+    return DiskSnapshotId(draw(subscriptions), draw(resource_groups), draw(names))
+
+
+def _flip_case(text: str) -> str:
+    return text.swapcase()
+
+
+@given(volume_ids())
+def test_volume_arm_id_round_trips(volume: VolumeId) -> None:
+    parsed = VolumeId.parse(volume.arm_id, SUB)
+    assert parsed == volume
+    assert parsed.arm_id == volume.arm_id
+
+
+@given(volume_ids())
+def test_volume_compact_handle_round_trips(volume: VolumeId) -> None:
+    handle = volume.handle(volume.subscription)
+    assert not handle.startswith("/")
+    assert len(handle.encode()) <= CSI_MAX_BYTES
+    assert VolumeId.parse(handle, volume.subscription) == volume
+
+
+@given(volume_ids(), subscriptions)
+def test_volume_handle_in_another_subscription_is_the_arm_id_or_refused(volume: VolumeId, other: str) -> None:
+    assume(other.lower() != volume.subscription.lower())
+    try:
+        handle = volume.handle(other)
+    except InvalidRequest as exc:
+        # A volume ARM ID with a GUID subscription is longer than CSI's 128 bytes.
+        assert len(volume.arm_id.encode()) > CSI_MAX_BYTES
+        assert "outside the configured subscription" in str(exc)
+        return
+    assert handle == volume.arm_id
+    assert VolumeId.parse(handle, other) == volume
+
+
+@given(disk_snapshot_ids(), subscriptions)
+def test_disk_snapshot_in_another_subscription_uses_its_arm_id(disk: DiskSnapshotId, other: str) -> None:
+    assume(other.lower() != disk.subscription.lower())
+    assume(len(disk.arm_id.encode()) <= CSI_MAX_BYTES)
+    handle = disk.handle(other)
+    assert handle == disk.arm_id
+    assert parse_snapshot_handle(handle, other) == disk
+
+
+@given(snapshot_ids())
+def test_snapshot_handles_round_trip_both_ways(snapshot: SnapshotId) -> None:
+    assert SnapshotId.parse(snapshot.arm_id, SUB) == snapshot
+    compact = snapshot.handle(snapshot.subscription)
+    assert parse_snapshot_handle(compact, snapshot.subscription) == snapshot
+    assert parse_snapshot_handle(snapshot.arm_id, SUB) == snapshot
+
+
+@given(disk_snapshot_ids())
+def test_disk_snapshot_handles_round_trip_both_ways(disk: DiskSnapshotId) -> None:
+    assert DiskSnapshotId.parse(disk.arm_id, SUB) == disk
+    compact = disk.handle(disk.subscription)
+    assert compact.count("#") == 1
+    assert parse_snapshot_handle(compact, disk.subscription) == disk
+    assert parse_snapshot_handle(disk.arm_id, SUB) == disk
+
+
+@given(volume_ids())
+def test_ids_compare_and_hash_without_case(volume: VolumeId) -> None:
+    flipped = VolumeId.parse(_flip_case(volume.arm_id), SUB)
+    assert flipped == volume
+    assert hash(flipped) == hash(volume)
+    assert len({flipped, volume}) == 1
+
+
+def test_volume_and_snapshot_with_the_same_parts_differ() -> None:
+    group = ElasticSanId(SUB, "rg", "san").volume_group("vg")
+    assert group.volume("x") != group.snapshot("x")
+
+
+def test_arm_ids_use_the_service_spelling() -> None:
+    volume = ElasticSanId(SUB, "rg", "san").volume_group("vg").volume("vol")
+    assert volume.arm_id == (
+        f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ElasticSan/elasticSans/san"
+        "/volumegroups/vg/volumes/vol"
+    )
+    assert VolumeGroupId.parse(volume.volume_group.arm_id) == volume.volume_group
+    assert ElasticSanId.parse(volume.volume_group.san.arm_id + "/") == volume.volume_group.san
+
+
+@given(st.text(max_size=200))
+def test_arbitrary_text_is_either_a_volume_or_invalid_request(text: str) -> None:
+    try:
+        volume = VolumeId.parse(text, SUB)
+    except InvalidRequest:
+        return
+    # Whatever parses must round-trip through its own ARM ID.
+    assert VolumeId.parse(volume.arm_id, SUB) == volume
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "rg#san#vg",
+        "rg#san#vg#vol#extra",
+        "rg##vg#vol",
+        "rg#san#vg#",
+        "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ElasticSan/elasticSans/san/volumegroups/vg",
+        "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ElasticSan/elasticSans/san/volumegroups/vg/snapshots/x",
+        "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/snapshots/x",
+        "/subscriptions//resourceGroups/rg/providers/Microsoft.ElasticSan/elasticSans/san/volumegroups/vg/volumes/v",
+        "rg.#san#vg#vol",
+        " rg#san#vg#vol",
+    ],
+)
+def test_malformed_volume_handles_are_rejected(value: str) -> None:
+    with pytest.raises(InvalidRequest):
+        VolumeId.parse(value, SUB)
+
+
+@given(volume_ids(), st.sampled_from(["/", "#"]))
+def test_a_separator_inside_a_name_is_rejected(volume: VolumeId, separator: str) -> None:
+    with pytest.raises(InvalidRequest):
+        volume.volume_group.volume(volume.name + separator + "x")
+
+
+def test_handle_longer_than_csi_allows_is_refused() -> None:
+    san = ElasticSanId(SUB, "r" * 90, "s" * 24)
+    volume = san.volume_group("g" * 63).volume("v" * 63)
+    with pytest.raises(InvalidRequest, match="128 bytes"):
+        volume.handle(SUB)
