@@ -28,6 +28,7 @@ from elasticsan_snapshotter.azure.config import AzureConfig
 from elasticsan_snapshotter.azure.credentials import build_credential
 from elasticsan_snapshotter.azure.errors import TRANSLATED, request_id, translate
 from elasticsan_snapshotter.azure.pacing import Pacing
+from elasticsan_snapshotter.domain.decisions import VolumeHasSnapshots
 from elasticsan_snapshotter.domain.errors import AlreadyExists, InvalidRequest, NotFound
 from elasticsan_snapshotter.domain.identity import (
     DiskSnapshotId,
@@ -205,11 +206,10 @@ class ElasticSanAzure:
     ) -> VolumeInfo:
         existing = await self._find(self.get_volume(volume))
         if existing is not None:
-            if existing.source != source:
+            if existing.source != source or existing.size_gib != size_gib:
                 raise AlreadyExists(
-                    f"volume {volume.arm_id} exists with source "
-                    f"{existing.source.arm_id if existing.source else 'none'}, not "
-                    f"{source.arm_id if source else 'none'}"
+                    f"volume {volume.arm_id} exists with {existing.size_gib} GiB from "
+                    f"{_describe(existing.source)}, not {size_gib} GiB from {_describe(source)}"
                 )
             return existing
         body = em.Volume(
@@ -233,7 +233,7 @@ class ElasticSanAzure:
             except NotFound:
                 return
             if snapshots:
-                raise InvalidRequest(
+                raise VolumeHasSnapshots(
                     f"volume {volume.arm_id} has {len(snapshots)} snapshot(s); deleting it would delete "
                     "them too, and that was not requested"
                 )
@@ -462,6 +462,10 @@ class ElasticSanAzure:
             copy_error=f"{copy_error.error_code}: {copy_error.error_message}" if copy_error else None,
             tags=dict(model.tags or {}),
         )
+
+
+def _describe(source: VolumeSource | None) -> str:
+    return source.arm_id if source is not None else "no source"
 
 
 def _creation_data(source: VolumeSource | None) -> em.SourceCreationData | None:

@@ -21,6 +21,7 @@ from azure.core.exceptions import (
     HttpResponseError,
 )
 
+from elasticsan_snapshotter.domain.decisions import VolumeHasSnapshots
 from elasticsan_snapshotter.domain.errors import (
     AlreadyExists,
     CapacityExhausted,
@@ -41,10 +42,12 @@ _ErrorClass = type[SnapshotterError]
 CODE_TABLE: Mapping[str, _ErrorClass] = {
     code.lower(): cls
     for cls, codes in (
+        (VolumeHasSnapshots, ("VolumeHasSnapshots",)),
         (NotFound, ("ResourceNotFound", "ParentResourceNotFound", "NotFound", "ResourceGroupNotFound")),
         (
             AlreadyExists,
-            ("ResourceExists", "AlreadyExists", "ResourceAlreadyExists", "ConflictingSource"),
+            # PropertyChangeNotAllowed: a PUT tried to give an existing resource another source.
+            ("ResourceExists", "AlreadyExists", "ResourceAlreadyExists", "PropertyChangeNotAllowed"),
         ),
         (
             InvalidRequest,
@@ -53,10 +56,10 @@ CODE_TABLE: Mapping[str, _ErrorClass] = {
                 "InvalidResourceName",
                 "InvalidRequestContent",
                 "BadRequest",
+                "LocationRequired",
                 "LocationMismatch",
+                "InvalidResourceLocation",
                 "InvalidSize",
-                "VolumeHasSnapshots",
-                "PropertyChangeNotAllowed",
                 "OperationNotAllowed",
             ),
         ),
