@@ -48,7 +48,8 @@ def test_public_cloud_defaults() -> None:
 def test_scopes_follow_the_arm_endpoint(endpoint: str, scope: str) -> None:
     config = AzureConfig(subscription_id=SUB, arm_endpoint=endpoint)
     assert config.scopes == (scope,)
-    assert config.base_url.endswith("/") and config.base_url.startswith(endpoint.rstrip("/"))
+    assert config.base_url.endswith("/")
+    assert config.base_url.startswith(endpoint.rstrip("/"))
 
 
 def test_explicit_scopes_win() -> None:

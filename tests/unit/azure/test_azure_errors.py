@@ -168,7 +168,8 @@ def test_throttled_carries_retry_after_and_request_id() -> None:
     assert error.retry_after == 17.0
     assert error.request_id == "req-1"
     assert "create snapshot s1" in error.message
-    assert "429" in error.message and "TooManyRequests" in error.message
+    assert "429" in error.message
+    assert "TooManyRequests" in error.message
 
 
 def test_throttled_without_retry_after_uses_the_default_delay() -> None:
@@ -178,7 +179,8 @@ def test_throttled_without_retry_after_uses_the_default_delay() -> None:
 
 def test_final_errors_ignore_retry_after() -> None:
     error = translate(arm_error(400, "InvalidParameter", headers={"Retry-After": "5"}))
-    assert error.retry_after is None and error.final
+    assert error.retry_after is None
+    assert error.final
 
 
 def test_request_id_falls_back_to_the_correlation_id() -> None:

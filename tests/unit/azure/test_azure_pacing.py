@@ -172,5 +172,5 @@ async def test_concurrency_cap_holds_calls_back() -> None:
     ],
 )
 def test_pacing_config_rejects_nonsense(kwargs: dict[str, float]) -> None:
-    with pytest.raises(ValueError, match="must|needs"):
+    with pytest.raises(ValueError, match=r"must|needs"):
         PacingConfig(**kwargs)  # type: ignore[arg-type]
