@@ -50,7 +50,10 @@ class VolumeHasSnapshots(InvalidRequest):
 
 # --- quantities and sizes -------------------------------------------------------------------
 
-_QUANTITY = re.compile(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))([a-zA-Z]*|[eE][+-]?\d+)")
+_QUANTITY = re.compile(
+    r"(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+))(?:(?P<exponent>[eE][+-]?\d+)|(?P<suffix>[a-zA-Z]*))"
+)
+_MAX_EXPONENT = 64
 _SUFFIXES: dict[str, Fraction] = {
     "": Fraction(1),
     "n": Fraction(1, 10**9),
@@ -86,10 +89,13 @@ def parse_quantity(value: str | int) -> Fraction:
             f"{value!r} is not a Kubernetes quantity: expected a number with an optional suffix "
             "such as Ki, Mi, Gi, Ti, k, M, G, T or an exponent such as e3"
         )
-    number, suffix = found.groups()
-    amount = Fraction(number)
-    if suffix[:1] in ("e", "E") and len(suffix) > 1:
-        return amount * Fraction(10) ** int(suffix[1:])
+    amount = Fraction(found["number"])
+    if found["exponent"]:
+        exponent = int(found["exponent"][1:])
+        if abs(exponent) > _MAX_EXPONENT:  # refuse before computing an absurd power
+            raise InvalidRequest(f"{value!r} is out of range for a Kubernetes quantity")
+        return amount * Fraction(10) ** exponent
+    suffix = found["suffix"]
     if suffix not in _SUFFIXES:
         raise InvalidRequest(f"{value!r} has an unknown quantity suffix {suffix!r}")
     return amount * _SUFFIXES[suffix]
@@ -319,7 +325,8 @@ def snapshot_rate_delay(recent_creations: Iterable[float], now: float) -> float:
     if len(window) < SNAPSHOT_RATE_LIMIT:
         return 0.0
     oldest_that_must_expire = window[len(window) - SNAPSHOT_RATE_LIMIT]
-    return max(0.0, oldest_that_must_expire + SNAPSHOT_RATE_WINDOW - now)
+    # Whole milliseconds plus one, so that waiting exactly this long is never short by a rounding error.
+    return math.ceil((oldest_that_must_expire + SNAPSHOT_RATE_WINDOW - now) * 1000 + 1) / 1000
 
 
 __all__ = [
