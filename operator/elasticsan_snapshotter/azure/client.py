@@ -9,6 +9,7 @@ turns SDK exceptions into domain errors through ``azure.errors``.
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -66,6 +67,15 @@ def _same_arm_id(left: str | None, right: str) -> bool:
         return "/" + value.strip().strip("/").lower()
 
     return norm(left) == norm(right)
+
+
+def _text(value: object) -> str:
+    """A model field as plain text: SDK enums subclass str, but ``str()`` of them gives the member name."""
+    if value is None:
+        return ""
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    return str(value)
 
 
 def _volume_group_path(vg: VolumeGroupId) -> tuple[str, str, str]:
@@ -395,7 +405,7 @@ class ElasticSanAzure:
             location=str(model.location),
             total_size_tib=int(total_tib),
             total_volume_size_gib=int(props.total_volume_size_gi_b or 0),
-            provisioning_state=str(props.provisioning_state or ""),
+            provisioning_state=_text(props.provisioning_state),
         )
 
     def _volume_info(self, model: em.Volume, volume: VolumeId) -> VolumeInfo:
@@ -404,7 +414,7 @@ class ElasticSanAzure:
         return VolumeInfo(
             id=volume,
             size_gib=int(props.size_gi_b) if props is not None else 0,
-            provisioning_state=str(props.provisioning_state or "") if props is not None else "",
+            provisioning_state=_text(props.provisioning_state) if props is not None else "",
             target_iqn=str(target.target_iqn or "") if target is not None else "",
             target_portal_hostname=str(target.target_portal_hostname or "") if target is not None else "",
             target_portal_port=int(target.target_portal_port or 0) if target is not None else 0,
@@ -414,7 +424,7 @@ class ElasticSanAzure:
     def _volume_source(self, data: em.SourceCreationData | None) -> VolumeSource | None:
         if data is None or not data.source_id:
             return None
-        kind = str(data.create_source or "").lower()
+        kind = _text(data.create_source).lower()
         try:
             if kind == em.VolumeCreateOption.VOLUME_SNAPSHOT.value.lower():
                 return SnapshotId.parse(data.source_id, self.config.subscription_id)
@@ -432,13 +442,13 @@ class ElasticSanAzure:
             id=snapshot,
             source_volume=VolumeId.parse(str(source_id), self.config.subscription_id),
             source_volume_size_gib=int(props.source_volume_size_gi_b or 0) if props is not None else 0,
-            provisioning_state=str(props.provisioning_state or "") if props is not None else "",
+            provisioning_state=_text(props.provisioning_state) if props is not None else "",
             created_at=created,
         )
 
     def _disk_snapshot_info(self, model: cm.Snapshot, disk_snapshot: DiskSnapshotId) -> DiskSnapshotInfo:
         props = model.properties
-        state = str(props.provisioning_state or "") if props is not None else ""
+        state = _text(props.provisioning_state) if props is not None else ""
         percent = props.completion_percent if props is not None else None
         if percent is None:
             # Only copies report progress; a finished snapshot without the field is complete.
@@ -459,7 +469,7 @@ class ElasticSanAzure:
             source=source,
             size_gib=props.disk_size_gb if props is not None else None,
             created_at=props.time_created if props is not None else None,
-            copy_error=f"{copy_error.error_code}: {copy_error.error_message}" if copy_error else None,
+            copy_error=f"{_text(copy_error.error_code)}: {copy_error.error_message}" if copy_error else None,
             tags=dict(model.tags or {}),
         )
 
