@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from elasticsan_snapshotter import __version__
 
 # Modules that register a subcommand, in the order --help lists them.
-SUBCOMMAND_MODULES: tuple[str, ...] = ()
+SUBCOMMAND_MODULES: tuple[str, ...] = ("elasticsan_snapshotter.emulator.cli",)
 
 
 def build_parser() -> argparse.ArgumentParser:
