@@ -22,6 +22,7 @@ Test helpers: ``add_*`` seed resources, :meth:`fail_next` injects errors,
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import time
@@ -161,11 +162,13 @@ class InMemoryAzure:
         clock: Callable[[], float] | None = None,
         export_seconds: float = 30.0,
         default_location: str = "westeurope",
+        latency: float = 0.0,
     ) -> None:
         self._clock: Callable[[], float] = clock or time.time
         self._offset = 0.0
         self.export_seconds = export_seconds
         self.default_location = default_location
+        self.latency = latency
         self.calls: Counter[str] = Counter()
         self._faults: dict[str, deque[_Fault]] = {}
         self._sans: dict[ElasticSanId, _San] = {}
@@ -296,9 +299,14 @@ class InMemoryAzure:
     def reset_calls(self) -> None:
         self.calls.clear()
 
-    def _enter(self, operation: str) -> _Fault | None:
-        """Count the call; raise a queued fault now, or hand back one that strikes after the work."""
+    async def _enter(self, operation: str) -> _Fault | None:
+        """Count the call; raise a queued fault now, or hand back one that strikes after the work.
+
+        Every call yields to the event loop first (for ``latency`` seconds, default 0), as a
+        network call would, so concurrent callers interleave the way they do against Azure.
+        """
         self.calls[operation] += 1
+        await asyncio.sleep(self.latency)
         queue = self._faults.get(operation)
         if not queue:
             return None
@@ -319,19 +327,19 @@ class InMemoryAzure:
     # --- Elastic SANs and volume groups -----------------------------------------------------
 
     async def list_elastic_sans(self) -> list[ElasticSanInfo]:
-        fault = self._enter("list_elastic_sans")
+        fault = await self._enter("list_elastic_sans")
         result = [self._san_info(s) for s in self._sans.values()]
         self._leave(fault)
         return result
 
     async def get_elastic_san(self, san: ElasticSanId) -> ElasticSanInfo:
-        fault = self._enter("get_elastic_san")
+        fault = await self._enter("get_elastic_san")
         result = self._san_info(self._require_san(san))
         self._leave(fault)
         return result
 
     async def list_volume_groups(self, san: ElasticSanId) -> list[VolumeGroupId]:
-        fault = self._enter("list_volume_groups")
+        fault = await self._enter("list_volume_groups")
         self._require_san(san)
         result = sorted((g for g in self._groups if g.san == san), key=lambda g: g.name.lower())
         self._leave(fault)
@@ -340,7 +348,7 @@ class InMemoryAzure:
     # --- volumes ----------------------------------------------------------------------------
 
     async def list_volumes(self, volume_group: VolumeGroupId) -> list[VolumeInfo]:
-        fault = self._enter("list_volumes")
+        fault = await self._enter("list_volumes")
         self._require_group(volume_group)
         found = [v for v in self._volumes.values() if v.id.volume_group == volume_group]
         result = [self._volume_info(v) for v in sorted(found, key=lambda v: v.id.name.lower())]
@@ -348,7 +356,7 @@ class InMemoryAzure:
         return result
 
     async def get_volume(self, volume: VolumeId) -> VolumeInfo:
-        fault = self._enter("get_volume")
+        fault = await self._enter("get_volume")
         result = self._volume_info(self._require_volume(volume))
         self._leave(fault)
         return result
@@ -356,7 +364,7 @@ class InMemoryAzure:
     async def create_volume(
         self, volume: VolumeId, size_gib: int, source: VolumeSource | None = None
     ) -> VolumeInfo:
-        fault = self._enter("create_volume")
+        fault = await self._enter("create_volume")
         validate_volume_name(volume.name)
         check_volume_size(size_gib)
         existing = self._volumes.get(volume)
@@ -378,7 +386,7 @@ class InMemoryAzure:
         return result
 
     async def delete_volume(self, volume: VolumeId, *, delete_snapshots: bool) -> None:
-        fault = self._enter("delete_volume")
+        fault = await self._enter("delete_volume")
         if volume in self._volumes:
             snapshots = [s.info for s in self._snapshots.values()]
             for doomed in check_volume_delete(volume, snapshots, delete_snapshots=delete_snapshots):
@@ -389,7 +397,7 @@ class InMemoryAzure:
     # --- snapshots --------------------------------------------------------------------------
 
     async def create_snapshot(self, snapshot: SnapshotId, source: VolumeId) -> SnapshotInfo:
-        fault = self._enter("create_snapshot")
+        fault = await self._enter("create_snapshot")
         validate_snapshot_name(snapshot.name)
         existing = self._snapshots.get(snapshot)
         if existing is not None:
@@ -430,7 +438,7 @@ class InMemoryAzure:
         return info
 
     async def get_snapshot(self, snapshot: SnapshotId) -> SnapshotInfo:
-        fault = self._enter("get_snapshot")
+        fault = await self._enter("get_snapshot")
         result = self._require_snapshot(snapshot).info
         self._leave(fault)
         return result
@@ -438,7 +446,7 @@ class InMemoryAzure:
     async def list_snapshots(
         self, volume_group: VolumeGroupId, volume_name: str | None = None
     ) -> list[SnapshotInfo]:
-        fault = self._enter("list_snapshots")
+        fault = await self._enter("list_snapshots")
         self._require_group(volume_group)
         result = [
             s.info
@@ -451,7 +459,7 @@ class InMemoryAzure:
         return result
 
     async def delete_snapshot(self, snapshot: SnapshotId) -> None:
-        fault = self._enter("delete_snapshot")
+        fault = await self._enter("delete_snapshot")
         self._snapshots.pop(snapshot, None)
         self._leave(fault)
 
@@ -467,7 +475,7 @@ class InMemoryAzure:
         incremental: bool = False,
         tags: Mapping[str, str] | None = None,
     ) -> DiskSnapshotInfo:
-        fault = self._enter("create_disk_snapshot")
+        fault = await self._enter("create_disk_snapshot")
         validate_disk_snapshot_name(disk_snapshot.name)
         existing = self._exports.get(disk_snapshot)
         if existing is not None:
@@ -521,13 +529,13 @@ class InMemoryAzure:
         return self._export_info(self._exports[disk_snapshot])
 
     async def get_disk_snapshot(self, disk_snapshot: DiskSnapshotId) -> DiskSnapshotInfo:
-        fault = self._enter("get_disk_snapshot")
+        fault = await self._enter("get_disk_snapshot")
         result = self._export_info(self._require_export(disk_snapshot))
         self._leave(fault)
         return result
 
     async def delete_disk_snapshot(self, disk_snapshot: DiskSnapshotId) -> None:
-        fault = self._enter("delete_disk_snapshot")
+        fault = await self._enter("delete_disk_snapshot")
         self._exports.pop(disk_snapshot, None)
         self._leave(fault)
 
