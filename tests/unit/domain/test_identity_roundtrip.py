@@ -166,3 +166,23 @@ def test_handle_longer_than_csi_allows_is_refused() -> None:
     volume = san.volume_group("g" * 63).volume("v" * 63)
     with pytest.raises(InvalidRequest, match="128 bytes"):
         volume.handle(SUB)
+
+
+@given(st.lists(names, min_size=0, max_size=7).filter(lambda parts: len(parts) != 4))
+def test_compact_volume_handles_need_exactly_four_parts(parts: list[str]) -> None:
+    with pytest.raises(InvalidRequest, match="4 non-empty parts"):
+        VolumeId.parse("#".join(parts), SUB)
+
+
+@given(st.lists(names, min_size=3, max_size=7).filter(lambda parts: len(parts) != 2))
+def test_compact_disk_snapshot_handles_need_exactly_two_parts(parts: list[str]) -> None:
+    with pytest.raises(InvalidRequest, match="2 non-empty parts"):
+        DiskSnapshotId.parse("#".join(parts), SUB)
+
+
+@given(volume_ids(), st.sampled_from(["volumes", "snapshots"]))
+def test_arm_ids_of_the_wrong_kind_are_rejected(volume: VolumeId, segment: str) -> None:
+    arm_id = volume.arm_id if segment == "snapshots" else volume.volume_group.snapshot(volume.name).arm_id
+    parser = SnapshotId.parse if segment == "snapshots" else VolumeId.parse
+    with pytest.raises(InvalidRequest, match="is not the ARM ID"):
+        parser(arm_id, SUB)
