@@ -55,6 +55,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--snapshot-rate-window", type=float, default=300.0, help="window in seconds")
     parser.add_argument("--max-snapshots-per-volume", type=int, default=200)
     parser.add_argument(
+        "--sans-per-region", type=int, default=5, help="Elastic SANs per subscription and region"
+    )
+    parser.add_argument(
         "--volume-delete-with-snapshots",
         choices=("refuse", "delete"),
         default="refuse",
@@ -100,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         snapshot_rate_limit=args.snapshot_rate_limit,
         snapshot_rate_window=args.snapshot_rate_window,
         max_snapshots_per_volume=args.max_snapshots_per_volume,
+        sans_per_region=args.sans_per_region,
         volume_delete_with_snapshots=args.volume_delete_with_snapshots,
     )
 

@@ -36,6 +36,7 @@ class EmulatorConfig:
     snapshot_rate_limit: int = 7
     snapshot_rate_window: float = 300.0
     max_snapshots_per_volume: int = 200
+    sans_per_region: int = 5
     # "refuse": deleting a volume with snapshots needs x-ms-delete-snapshots: true.
     # "delete": snapshots always go with the volume.
     volume_delete_with_snapshots: str = "refuse"

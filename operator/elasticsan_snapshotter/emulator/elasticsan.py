@@ -42,7 +42,6 @@ API_VERSIONS = frozenset({"2025-09-01", "2024-05-01", "2023-01-01"})
 
 _GIB_PER_TIB = 1024
 _MAX_VOLUME_GIB = 64 * _GIB_PER_TIB
-_SANS_PER_REGION = 5
 _GROUPS_PER_SAN = 200
 _VOLUMES_PER_GROUP = 1000
 _SKUS = ("Premium_LRS", "Premium_ZRS")
@@ -427,8 +426,8 @@ class ElasticSanService:
             for s in self.store.of_kind(ELASTIC_SANS)
             if normalize_location(s["location"]) == normalize_location(location)
         ]
-        if len(same_region) >= _SANS_PER_REGION:
-            raise _quota(f"At most {_SANS_PER_REGION} Elastic SANs per subscription and region.")
+        if len(same_region) >= self.config.sans_per_region:
+            raise _quota(f"At most {self.config.sans_per_region} Elastic SANs per subscription and region.")
         record = self._new_record(call, ELASTIC_SANS, None)
         record |= {
             "location": location,

@@ -301,12 +301,12 @@ class EmulatorProcess:
             if line.strip():
                 return line
             break
-        code = process.poll()
-        if code is None:
+        if process.poll() is None:
             self._terminate()
             raise EmulatorError(
                 f"the emulator printed no ready line within {self.startup_timeout} s{self._log_tail()}"
             )
+        code = self._reap(process)
         raise EmulatorError(f"the emulator exited with status {code} before it was ready{self._log_tail()}")
 
     def _log_tail(self) -> str:
