@@ -187,7 +187,10 @@ async def test_pv_with_nothing_to_go_on(index: SanIndex) -> None:
 
 async def test_volume_in_an_unmanaged_san_is_a_clear_error(azure: InMemoryAzure, index: SanIndex) -> None:
     unmanaged = OTHER_SAN.volume_group("vg1").volume("vol9")
-    pv = {"metadata": {"name": "pv9"}, "spec": {"csi": {"driver": "x", "volumeHandle": unmanaged.arm_id}}}
+    pv: dict[str, Any] = {
+        "metadata": {"name": "pv9"},
+        "spec": {"csi": {"driver": "x", "volumeHandle": unmanaged.arm_id}},
+    }
     with pytest.raises(UnmanagedElasticSan, match="san2, which this operator does not manage"):
         await volume_of(pv, index=index, default_subscription=SUB)
     pv["metadata"]["annotations"] = {VOLUME_ID_ANNOTATION: unmanaged.arm_id}
