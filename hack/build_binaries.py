@@ -187,9 +187,14 @@ def derived_replaces(comp: Component, scratch: Path) -> list[tuple[str, str]]:
     gomod = json.loads(
         run_go(["mod", "edit", "-json", info["GoMod"]], scratch, f"reading go.mod of {comp.module}")
     )
+    required = {req["Path"] for req in gomod.get("Require") or []}
     replaces: list[tuple[str, str]] = []
     for rep in gomod.get("Replace") or []:
         new_path = rep["New"]["Path"]
+        if new_path.startswith(".") and rep["Old"]["Path"] not in required:
+            # Guards such as etcd's `replace go.etcd.io/etcd => ./FORBIDDEN_DEPENDENCY`
+            # name modules that must stay out of the graph; nothing to pin.
+            continue
         if not new_path.startswith("."):
             # A replace by another published module: keep it as upstream has it.
             replaces.append((rep["Old"]["Path"], f"{new_path} {rep['New'].get('Version', '')}".strip()))
@@ -294,9 +299,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object with every path")
     parser.add_argument("--only", action="append", help="build only the component holding this binary")
+    parser.add_argument("--versions", type=Path, default=VERSIONS_FILE, help="the pinned versions file")
     args = parser.parse_args(argv)
     try:
-        found = artifacts(read_versions(), cache_root(), set(args.only) if args.only else None)
+        found = artifacts(read_versions(args.versions), cache_root(), set(args.only) if args.only else None)
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,197 @@
+"""The upstream machinery the project plugs into, on the real local control plane.
+
+No part of the project runs here: these tests prove that kube-controller-manager
+binds an Elastic SAN shaped iSCSI PV, that the upstream snapshot-controller turns
+a VolumeSnapshot of it into a VolumeSnapshotContent for our driver, and that the
+VolumeSnapshot CRD's own validation is enforced by the API server.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes.client.rest import ApiException
+
+from elasticsan_snapshotter import DRIVER_NAME
+
+T = TypeVar("T")
+SNAPSHOT_GROUP = "snapshot.storage.k8s.io"
+SNAPSHOT_VERSION = "v1"
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.25)
+
+
+def iscsi_pv(name: str, storage_class: str, size: str = "10Gi") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": name},
+        "spec": {
+            "capacity": {"storage": size},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": storage_class,
+            "csi": {
+                "driver": "iscsi.csi.k8s.io",
+                "volumeHandle": f"iscsi-{name}",
+                "volumeAttributes": {
+                    "targetPortal": "es-3ibot5m2r3y0.z1.blob.storage.azure.net:3260",
+                    "portals": "[]",
+                    "iqn": f"iqn.2023-03.net.windows.core.blob.ElasticSan.es-3ibot5m2r3y0:{name}",
+                    "lun": "0",
+                    "iscsiInterface": "default",
+                    "discoveryCHAPAuth": "false",
+                    "sessionCHAPAuth": "false",
+                },
+            },
+        },
+    }
+
+
+def storage_class(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {"name": name},
+        "provisioner": DRIVER_NAME,
+        "reclaimPolicy": "Retain",
+        "volumeBindingMode": "Immediate",
+    }
+
+
+def claim(name: str, namespace: str, volume_name: str, storage_class: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "10Gi"}},
+            "storageClassName": storage_class,
+            "volumeName": volume_name,
+        },
+    }
+
+
+@pytest.fixture
+def bound_claim(api_client: k8s.ApiClient, namespace: str) -> tuple[str, str]:
+    core = k8s.CoreV1Api(api_client)
+    storage = k8s.StorageV1Api(api_client)
+    suffix = uuid.uuid4().hex[:8]
+    sc_name, pv_name, pvc_name = f"esan-{suffix}", f"esan-pv-{suffix}", "data"
+    storage.create_storage_class(storage_class(sc_name))
+    core.create_persistent_volume(iscsi_pv(pv_name, sc_name))
+    core.create_namespaced_persistent_volume_claim(namespace, claim(pvc_name, namespace, pv_name, sc_name))
+
+    def bound() -> bool:
+        pvc = core.read_namespaced_persistent_volume_claim(pvc_name, namespace)
+        return bool(pvc.status.phase == "Bound")
+
+    wait_for("kube-controller-manager to bind the claim", bound)
+    return pvc_name, pv_name
+
+
+def test_static_iscsi_pv_is_bound_by_controller_manager(
+    api_client: k8s.ApiClient, namespace: str, bound_claim: tuple[str, str]
+) -> None:
+    core = k8s.CoreV1Api(api_client)
+    pvc_name, pv_name = bound_claim
+    pvc = core.read_namespaced_persistent_volume_claim(pvc_name, namespace)
+    pv = core.read_persistent_volume(pv_name)
+    assert pvc.spec.volume_name == pv_name
+    assert pv.status.phase == "Bound"
+    assert pv.spec.claim_ref.name == pvc_name
+    assert pv.spec.claim_ref.namespace == namespace
+    # The binder records that it did the binding.
+    assert pvc.metadata.annotations.get("pv.kubernetes.io/bind-completed") == "yes"
+
+
+def test_snapshot_controller_creates_content_for_our_driver(
+    api_client: k8s.ApiClient, namespace: str, bound_claim: tuple[str, str]
+) -> None:
+    custom = k8s.CustomObjectsApi(api_client)
+    core = k8s.CoreV1Api(api_client)
+    pvc_name, pv_name = bound_claim
+    class_name = f"esan-snap-{uuid.uuid4().hex[:8]}"
+    custom.create_cluster_custom_object(
+        SNAPSHOT_GROUP,
+        SNAPSHOT_VERSION,
+        "volumesnapshotclasses",
+        {
+            "apiVersion": f"{SNAPSHOT_GROUP}/{SNAPSHOT_VERSION}",
+            "kind": "VolumeSnapshotClass",
+            "metadata": {"name": class_name},
+            "driver": DRIVER_NAME,
+            "deletionPolicy": "Delete",
+        },
+    )
+    custom.create_namespaced_custom_object(
+        SNAPSHOT_GROUP,
+        SNAPSHOT_VERSION,
+        namespace,
+        "volumesnapshots",
+        {
+            "apiVersion": f"{SNAPSHOT_GROUP}/{SNAPSHOT_VERSION}",
+            "kind": "VolumeSnapshot",
+            "metadata": {"name": "snap"},
+            "spec": {"volumeSnapshotClassName": class_name, "source": {"persistentVolumeClaimName": pvc_name}},
+        },
+    )
+
+    def bound_content_name() -> str | None:
+        vs = custom.get_namespaced_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, namespace, "volumesnapshots", "snap")
+        name: str | None = vs.get("status", {}).get("boundVolumeSnapshotContentName")
+        return name
+
+    content_name = wait_for("snapshot-controller to create the VolumeSnapshotContent", bound_content_name)
+    vs = custom.get_namespaced_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, namespace, "volumesnapshots", "snap")
+    content = custom.get_cluster_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotcontents", content_name)
+    pv = core.read_persistent_volume(pv_name)
+
+    assert content_name == f"snapcontent-{vs['metadata']['uid']}"
+    assert content["spec"]["driver"] == DRIVER_NAME
+    assert content["spec"]["source"]["volumeHandle"] == pv.spec.csi.volume_handle
+    assert content["spec"]["volumeSnapshotRef"]["uid"] == vs["metadata"]["uid"]
+    assert content["spec"]["deletionPolicy"] == "Delete"
+    # Nothing reconciles our driver here, so the snapshot is not ready and has no handle.
+    time.sleep(2)
+    content = custom.get_cluster_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotcontents", content_name)
+    assert "snapshotHandle" not in content.get("status", {})
+    vs = custom.get_namespaced_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, namespace, "volumesnapshots", "snap")
+    assert vs.get("status", {}).get("readyToUse") is not True
+    # Clean up the content: without a snapshotter its finalizer would hold it forever.
+    custom.patch_cluster_custom_object(
+        SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotcontents", content_name, {"metadata": {"finalizers": None}}
+    )
+
+
+def test_api_server_enforces_volumesnapshot_crd_validation(api_client: k8s.ApiClient, namespace: str) -> None:
+    custom = k8s.CustomObjectsApi(api_client)
+    invalid = {
+        "apiVersion": f"{SNAPSHOT_GROUP}/{SNAPSHOT_VERSION}",
+        "kind": "VolumeSnapshot",
+        "metadata": {"name": "both-sources"},
+        # The CRD allows exactly one source.
+        "spec": {"source": {"persistentVolumeClaimName": "data", "volumeSnapshotContentName": "content"}},
+    }
+    with pytest.raises(ApiException) as refused:
+        custom.create_namespaced_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, namespace, "volumesnapshots", invalid)
+    assert refused.value.status == 422
+    assert "exactly one of volumeSnapshotContentName and persistentVolumeClaimName" in str(refused.value.body)
+    with pytest.raises(ApiException) as missing:
+        custom.get_namespaced_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, namespace, "volumesnapshots", "both-sources")
+    assert missing.value.status == 404
