@@ -7,12 +7,24 @@ many requests of which kind reached the service, through the emulator's counters
 
 from __future__ import annotations
 
+import asyncio
 import time
+from pathlib import Path
 
 import pytest
-from contract_backends import EXPORT_SECONDS, RETRY_STATUS, Backend, EmulatorBackend, unique
+from contract_backends import (
+    EXPORT_SECONDS,
+    RETRY_STATUS,
+    Backend,
+    EmulatorBackend,
+    emulator_config,
+    start_emulator,
+    unique,
+)
 
 from elasticsan_snapshotter import metrics
+from elasticsan_snapshotter.azure.client import ElasticSanAzure
+from elasticsan_snapshotter.azure.config import PacingConfig
 from elasticsan_snapshotter.domain.decisions import VolumeHasSnapshots
 from elasticsan_snapshotter.domain.errors import (
     AlreadyExists,
@@ -24,7 +36,7 @@ from elasticsan_snapshotter.domain.errors import (
     Throttled,
     Transient,
 )
-from elasticsan_snapshotter.domain.identity import DiskSnapshotId, VolumeId
+from elasticsan_snapshotter.domain.identity import DiskSnapshotId, ElasticSanId, VolumeId
 from elasticsan_snapshotter.domain.ports import SUCCEEDED, DiskSnapshotInfo
 
 
@@ -405,3 +417,30 @@ async def test_calls_are_counted_in_metrics(emulator_backend: EmulatorBackend) -
     assert value("snapshot.create", "Success") == before_put + 1
     rendered = metrics.render().decode()
     assert 'elasticsan_snapshotter_azure_call_duration_seconds_count{operation="snapshot.create"}' in rendered
+
+
+@pytest.mark.integration
+async def test_the_per_volume_snapshot_pace_queues_instead_of_failing(tmp_path: Path) -> None:
+    # A service that takes 2 snapshots per volume per 3 s, and an adapter paced to match.
+    process = await asyncio.to_thread(
+        start_emulator, tmp_path / "paced", "--snapshot-rate-limit", "2", "--snapshot-rate-window", "3"
+    )
+    pacing = PacingConfig(
+        snapshots_per_volume=2, snapshot_window_seconds=3.0, snapshot_window_margin_seconds=0.5
+    )
+    adapter = ElasticSanAzure(emulator_config(process.info, pacing=pacing))
+    try:
+        group = ElasticSanId(process.info.subscription_id, "rg", "contract").volume_group("vg1")
+        volume = group.volume(unique("vol"))
+        await adapter.create_volume(volume, 10)
+        started = time.monotonic()
+        for _ in range(3):
+            await adapter.create_snapshot(group.snapshot(unique("snap")), volume)
+        elapsed = time.monotonic() - started
+        assert elapsed >= 3.0  # the third create waited for the window
+        assert len(await adapter.list_snapshots(group, volume.name)) == 3
+        assert process.admin.count(method="PUT", kind="volumeSnapshots", status=429) == 0
+        assert process.admin.count(method="PUT", kind="volumeSnapshots") == 3
+    finally:
+        await adapter.close()
+        await asyncio.to_thread(process.stop)
