@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from azure.identity import ClientSecretCredential
+from azure.identity.aio import ClientSecretCredential as AsyncClientSecretCredential
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.elasticsan import ElasticSanMgmtClient
 from azure.mgmt.elasticsan.models import Volume
@@ -23,6 +24,17 @@ def credential(info: EmulatorInfo, *, reader: bool = False) -> ClientSecretCrede
         info.tenant_id,
         info.reader_client_id if reader else info.client_id,
         info.reader_client_secret if reader else info.client_secret,
+        authority=info.authority,
+        disable_instance_discovery=True,
+        connection_verify=info.ca_cert,
+    )
+
+
+def async_credential(info: EmulatorInfo) -> AsyncClientSecretCredential:
+    return AsyncClientSecretCredential(
+        info.tenant_id,
+        info.client_id,
+        info.client_secret,
         authority=info.authority,
         disable_instance_discovery=True,
         connection_verify=info.ca_cert,

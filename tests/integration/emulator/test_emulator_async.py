@@ -6,26 +6,14 @@ import asyncio
 
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
-from azure.identity.aio import ClientSecretCredential
 from azure.mgmt.compute.aio import ComputeManagementClient
 from azure.mgmt.elasticsan.aio import ElasticSanMgmtClient
 from azure.mgmt.elasticsan.models import ProvisioningStates, XMsDeleteSnapshots
-from emulator_sdk import LOCATION, POLL, export_body, snapshot_body
+from emulator_sdk import LOCATION, POLL, async_credential, export_body, snapshot_body
 
 from elasticsan_snapshotter.emulator.process import EmulatorInfo, EmulatorProcess
 
 pytestmark = pytest.mark.integration
-
-
-def async_credential(info: EmulatorInfo) -> ClientSecretCredential:
-    return ClientSecretCredential(
-        info.tenant_id,
-        info.client_id,
-        info.client_secret,
-        authority=info.authority,
-        disable_instance_discovery=True,
-        connection_verify=info.ca_cert,
-    )
 
 
 async def test_async_elasticsan_and_export(info: EmulatorInfo, rg: str, emulator: EmulatorProcess) -> None:
