@@ -16,6 +16,7 @@ from azure.core.exceptions import (
     ServiceRequestTimeoutError,
     ServiceResponseError,
 )
+from azure.core.rest import HttpRequest
 from azure.identity import CredentialUnavailableError
 from azure.mgmt.core.exceptions import ARMErrorFormat
 
@@ -40,6 +41,7 @@ class FakeResponse:
     """Just what HttpResponseError reads from a response: status, reason, headers, body."""
 
     def __init__(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
+        self.request = HttpRequest("PUT", "https://management.azure.com/subscriptions/s/x")
         self.status_code = status
         self.reason = "Reason"
         self.headers = {k.lower(): v for k, v in (headers or {}).items()}
