@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -120,3 +123,14 @@ def test_command_runs_the_installed_module(tmp_path: Path) -> None:
     assert command[:4] == [sys.executable, "-m", "elasticsan_snapshotter", "emulator"]
     assert command[command.index("--seed") + 1] == str(tmp_path / "s.json")
     assert command[command.index("--faults") + 1] == "latency:1"
+
+
+def test_sigint_also_stops_it_cleanly(start_emulator: StartEmulator) -> None:
+    process = start_emulator()
+    pid = process.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + 10
+    while process.running() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.stop() == 0
