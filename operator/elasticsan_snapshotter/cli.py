@@ -17,7 +17,11 @@ from collections.abc import Callable, Sequence
 from elasticsan_snapshotter import __version__
 
 # Modules that register a subcommand, in the order --help lists them.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("elasticsan_snapshotter.emulator.cli",)
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "elasticsan_snapshotter.operator_command",
+    "elasticsan_snapshotter.emulator.cli",
+    "elasticsan_snapshotter.csi.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,7 +7,11 @@ tests and embedders get exactly this process's series and nothing else;
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 NAMESPACE = "elasticsan_snapshotter"
 
@@ -47,6 +51,75 @@ AZURE_PACING_WAIT = Histogram(
 )
 
 
+# --- the operator -----------------------------------------------------------------------
+
+SNAPSHOTS_CREATED = Counter(
+    "snapshots_created",
+    "Elastic SAN snapshots created or adopted for VolumeSnapshotContents.",
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+)
+SNAPSHOTS_DELETED = Counter(
+    "snapshots_deleted",
+    "Snapshots deleted in Azure for deleted VolumeSnapshotContents.",
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+)
+SNAPSHOTS_FAILED = Counter(
+    "snapshots_failed",
+    "VolumeSnapshotContents that met a final error, by reason.",
+    ["reason"],
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+)
+SNAPSHOT_READY_SECONDS = Histogram(
+    "snapshot_ready_seconds",
+    "Time from VolumeSnapshotContent creation to readyToUse.",
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+    buckets=(0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0),
+)
+RESTORES = Counter(
+    "restores",
+    "Volumes provisioned for PersistentVolumeClaims, by source (snapshot, disk-snapshot, empty) and outcome.",
+    ["source", "outcome"],
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+)
+UNREADY_CONTENTS = Gauge(
+    "unready_contents",
+    "VolumeSnapshotContents of this driver that are not ready.",
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+)
+OLDEST_UNREADY_SECONDS = Gauge(
+    "oldest_unready_content_seconds",
+    "Age of the oldest VolumeSnapshotContent of this driver that is not ready.",
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+)
+
+
+def creation_age(body: Mapping[str, Any]) -> float | None:
+    stamp = (body.get("metadata") or {}).get("creationTimestamp")
+    if not stamp:
+        return None
+    created = datetime.strptime(str(stamp), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return max(0.0, (datetime.now(UTC) - created).total_seconds())
+
+
+def observe_ready(body: Mapping[str, Any]) -> None:
+    age = creation_age(body)
+    if age is not None:
+        SNAPSHOT_READY_SECONDS.observe(age)
+
+
+def track_unready(unready: Callable[[], list[float]]) -> None:
+    """Compute the un-ready gauges at scrape time from a function giving the ages of un-ready contents."""
+    UNREADY_CONTENTS.set_function(lambda: float(len(unready())))
+    OLDEST_UNREADY_SECONDS.set_function(lambda: max(unready(), default=0.0))
+
+
 def render() -> bytes:
     """All metrics in the Prometheus text format."""
     return generate_latest(REGISTRY)
@@ -58,6 +131,16 @@ __all__ = [
     "AZURE_PACING_WAIT",
     "AZURE_THROTTLED_RESPONSES",
     "NAMESPACE",
+    "OLDEST_UNREADY_SECONDS",
     "REGISTRY",
+    "RESTORES",
+    "SNAPSHOTS_CREATED",
+    "SNAPSHOTS_DELETED",
+    "SNAPSHOTS_FAILED",
+    "SNAPSHOT_READY_SECONDS",
+    "UNREADY_CONTENTS",
+    "creation_age",
+    "observe_ready",
     "render",
+    "track_unready",
 ]

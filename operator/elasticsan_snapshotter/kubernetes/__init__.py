@@ -1,0 +1,1 @@
+"""The Kubernetes adapter: Kopf handlers (thin), reconcilers, status and Events."""

@@ -1,0 +1,228 @@
+"""A small asynchronous Kubernetes API client over aiohttp.
+
+Kopf watches and delivers events; everything else the operator reads or
+writes goes through this client. It reuses Kopf's login (``ConnectionInfo``),
+so the operator authenticates once, the same way, in and out of a cluster,
+and it keeps the memory of the full ``kubernetes`` client out of the process.
+API failures become domain errors here, at the edge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import ssl
+import tempfile
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import aiohttp
+import kopf
+
+from elasticsan_snapshotter.domain.errors import (
+    AlreadyExists,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    SnapshotterError,
+    Throttled,
+    Transient,
+)
+from elasticsan_snapshotter.kubernetes.resources import Resource
+
+Body = dict[str, Any]
+JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class Conflict(SnapshotterError):
+    """The object changed since it was read (HTTP 409 on update); read again and retry."""
+
+    reason = "Conflict"
+    retryable = True
+    default_retry_after = 0.0
+
+
+class KubeApi:
+    """JSON over HTTPS to the API server, with Kopf's credentials."""
+
+    def __init__(
+        self,
+        login: Callable[[], Awaitable[kopf.ConnectionInfo]],
+        *,
+        user_agent: str = "elasticsan-snapshotter",
+        timeout: float = 60.0,
+    ) -> None:
+        self._login = login
+        self._user_agent = user_agent
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+        self._server = ""
+        self._lock = asyncio.Lock()
+
+    async def _ensure_session(self, *, renew: bool = False) -> aiohttp.ClientSession:
+        async with self._lock:
+            if self._session is not None and not renew:
+                return self._session
+            if self._session is not None:
+                await self._session.close()
+            info = await self._login()
+            self._server = info.server.rstrip("/")
+            headers = {"User-Agent": self._user_agent, "Accept": "application/json"}
+            if info.token:
+                headers["Authorization"] = f"{info.scheme or 'Bearer'} {info.token}"
+            connector = aiohttp.TCPConnector(ssl=_ssl_context(info), limit=64)
+            self._session = aiohttp.ClientSession(connector=connector, headers=headers, timeout=self._timeout)
+            return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> Body:
+        for attempt in (1, 2):
+            session = await self._ensure_session(renew=attempt == 2)
+            data = json.dumps(body) if body is not None else None
+            headers = {"Content-Type": content_type} if data is not None else {}
+            try:
+                async with session.request(
+                    method, self._server + path, data=data, params=params, headers=headers
+                ) as resp:
+                    if resp.status == 401 and attempt == 1:
+                        continue  # credentials rotated (projected tokens): log in again once
+                    text = await resp.text()
+                    if resp.status >= 400:
+                        raise _translate(resp.status, text, method, path, resp.headers.get("Retry-After"))
+                    return json.loads(text) if text else {}
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise Transient(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+        raise Forbidden(f"{method} {path}: unauthorized after logging in again")
+
+    # -- typed helpers ---------------------------------------------------------
+
+    async def get(self, resource: Resource, name: str, namespace: str = "") -> Body | None:
+        try:
+            return await self.request("GET", resource.path(name, namespace))
+        except NotFound:
+            return None
+
+    async def list(
+        self, resource: Resource, namespace: str = "", *, label_selector: str | None = None
+    ) -> list[Body]:
+        items: list[Body] = []
+        params: dict[str, str] = {"limit": "500"}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        while True:
+            page = await self.request("GET", resource.path(namespace=namespace), params=params)
+            items.extend(page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+            params["continue"] = token
+
+    async def create(self, resource: Resource, body: Body, namespace: str = "") -> Body:
+        return await self.request("POST", resource.path(namespace=namespace), body=body)
+
+    async def patch(
+        self,
+        resource: Resource,
+        name: str,
+        patch: Any,
+        namespace: str = "",
+        *,
+        subresource: str = "",
+        content_type: str = MERGE_PATCH,
+    ) -> Body:
+        return await self.request(
+            "PATCH", resource.path(name, namespace, subresource), body=patch, content_type=content_type
+        )
+
+    async def delete(
+        self, resource: Resource, name: str, namespace: str = "", *, uid: str | None = None
+    ) -> None:
+        body = {"preconditions": {"uid": uid}} if uid else None
+        try:
+            await self.request("DELETE", resource.path(name, namespace), body=body)
+        except NotFound:
+            return
+
+    async def remove_finalizer(self, resource: Resource, obj: Body, finalizer: str) -> bool:
+        """Remove one finalizer with a JSON patch that fails if the list changed meanwhile."""
+        finalizers: list[str] = list(obj.get("metadata", {}).get("finalizers") or [])
+        if finalizer not in finalizers:
+            return False
+        index = finalizers.index(finalizer)
+        ops = [
+            {"op": "test", "path": f"/metadata/finalizers/{index}", "value": finalizer},
+            {"op": "remove", "path": f"/metadata/finalizers/{index}"},
+        ]
+        meta = obj["metadata"]
+        try:
+            await self.patch(resource, meta["name"], ops, meta.get("namespace", ""), content_type=JSON_PATCH)
+        except NotFound:
+            return False
+        return True
+
+
+def _translate(status: int, text: str, method: str, path: str, retry_after: str | None) -> SnapshotterError:
+    try:
+        message = json.loads(text).get("message") or text
+    except ValueError:
+        message = text
+    where = f"{method} {path}: {message}"
+    if status == 404:
+        return NotFound(where)
+    if status == 409:
+        if "AlreadyExists" in text and method == "POST":
+            return AlreadyExists(where)
+        return Conflict(where)
+    if status == 403:
+        return Forbidden(where)
+    if status == 422 or (status == 400 and method != "PATCH"):
+        return InvalidRequest(where)
+    if status == 429:
+        return Throttled(where, retry_after=float(retry_after) if retry_after else None)
+    if status == 400:
+        # A JSON patch whose `test` failed: the object changed under us.
+        return Conflict(where)
+    return Transient(where)
+
+
+def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
+    if info.insecure:
+        return False
+    context = ssl.create_default_context(cafile=info.ca_path)
+    if info.ca_data:
+        context.load_verify_locations(cadata=_text(info.ca_data))
+    cert_path, key_path = info.certificate_path, info.private_key_path
+    if info.certificate_data and info.private_key_data:
+        # ssl can only load client certificates from files.
+        cert_path = _spill(info.certificate_data, ".crt")
+        key_path = _spill(info.private_key_data, ".key")
+    if cert_path and key_path:
+        context.load_cert_chain(cert_path, key_path)
+    return context
+
+
+def _text(data: bytes | str) -> str:
+    raw = data.encode() if isinstance(data, str) else data
+    if b"-----BEGIN" not in raw:
+        raw = base64.b64decode(raw)
+    return raw.decode()
+
+
+def _spill(data: bytes | str, suffix: str) -> str:
+    with tempfile.NamedTemporaryFile("w", suffix=suffix, delete=False) as fh:
+        fh.write(_text(data))
+        return fh.name

@@ -1,0 +1,186 @@
+"""Every Kopf handler of the operator, registered in one thin module.
+
+Handlers only feed watch events into in-memory stores and keyed work
+queues; reconcilers in their own modules do the work. Low-level event
+handlers cost no Kopf bookkeeping writes (no finalizer, no diff-base, no
+progress annotations), so a snapshot costs only the writes the
+csi-snapshotter contract itself requires.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import kopf
+
+from elasticsan_snapshotter import metrics
+from elasticsan_snapshotter.domain.mapping import SanIndex
+from elasticsan_snapshotter.domain.ports import AzurePort
+from elasticsan_snapshotter.kubernetes.api import Body, KubeApi
+from elasticsan_snapshotter.kubernetes.events import EventRecorder
+from elasticsan_snapshotter.kubernetes.provisioner import ClaimReconciler, VolumeReleaser
+from elasticsan_snapshotter.kubernetes.resources import (
+    PERSISTENT_VOLUME,
+    PERSISTENT_VOLUME_CLAIM,
+    SNAPSHOT_GROUP,
+    STORAGE_CLASS,
+    VOLUME_SNAPSHOT,
+    VOLUME_SNAPSHOT_CLASS,
+    VOLUME_SNAPSHOT_CONTENT,
+)
+from elasticsan_snapshotter.kubernetes.snapshot_watch import SnapshotWatcher
+from elasticsan_snapshotter.kubernetes.snapshotter import ContentReconciler
+from elasticsan_snapshotter.kubernetes.stores import PersistentVolumes, Store
+from elasticsan_snapshotter.kubernetes.workqueue import WorkQueue
+from elasticsan_snapshotter.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """In a pod: the service account; elsewhere: the kubeconfig (``KUBECONFIG``)."""
+    settings = kopf.OperatorSettings()
+    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
+    if info is None:
+        raise kopf.LoginError("no service account token and no kubeconfig found")
+    return info
+
+
+@dataclass
+class Runtime:
+    """Everything the handlers share, built once the event loop runs."""
+
+    settings: Settings
+    azure: AzurePort
+    index: SanIndex
+    api: KubeApi
+    recorder: EventRecorder
+    contents: Store = field(default_factory=Store)
+    snapshot_classes: Store = field(default_factory=Store)
+    storage_classes: Store = field(default_factory=Store)
+    claims: Store = field(default_factory=Store)
+    volumes: PersistentVolumes | None = None
+    queues: dict[str, WorkQueue] = field(default_factory=dict)
+    content_reconciler: ContentReconciler | None = None
+    snapshot_watcher: SnapshotWatcher | None = None
+    claim_reconciler: ClaimReconciler | None = None
+    volume_releaser: VolumeReleaser | None = None
+
+    def build(self) -> None:
+        self.volumes = PersistentVolumes(self.api)
+        common: dict[str, Any] = {
+            "driver_name": self.settings.driver_name,
+            "subscription": self.settings.subscription_id,
+            "api": self.api,
+            "azure": self.azure,
+            "recorder": self.recorder,
+        }
+        self.content_reconciler = ContentReconciler(
+            **common, index=self.index, contents=self.contents, volumes=self.volumes
+        )
+        self.snapshot_watcher = SnapshotWatcher(
+            **common, index=self.index, snapshot_classes=self.snapshot_classes, volumes=self.volumes
+        )
+        self.claim_reconciler = ClaimReconciler(
+            **common, claims=self.claims, storage_classes=self.storage_classes
+        )
+        self.volume_releaser = VolumeReleaser(
+            **common, volumes=self.volumes, storage_classes=self.storage_classes
+        )
+        concurrency = self.settings.max_concurrency
+        self.queues = {
+            "contents": WorkQueue("contents", self.content_reconciler.reconcile, workers=concurrency),
+            "snapshots": WorkQueue("snapshots", self.snapshot_watcher.reconcile, workers=2, max_delay=60.0),
+            "claims": WorkQueue("claims", self.claim_reconciler.reconcile, workers=concurrency),
+            "volumes": WorkQueue("volumes", self.volume_releaser.reconcile, workers=2),
+        }
+        metrics.track_unready(self._unready_ages)
+
+    def _unready_ages(self) -> list[float]:
+        ages: list[float] = []
+        for body in self.contents:
+            if not (body.get("status") or {}).get("readyToUse"):
+                age = metrics.creation_age(body)
+                ages.append(age if age is not None else 0.0)
+        return ages
+
+    async def close(self) -> None:
+        for queue in self.queues.values():
+            await queue.stop()
+        await self.azure.close()
+        await self.api.close()
+
+
+def _object(event: kopf.RawEvent) -> Body:
+    return cast(Body, event["object"])
+
+
+def register(registry: kopf.OperatorRegistry, runtime_box: list[Runtime]) -> None:
+    """Attach every handler to ``registry``; ``runtime_box[0]`` is filled at start-up."""
+
+    def runtime() -> Runtime:
+        return runtime_box[0]
+
+    kopf.on.login(registry=registry)(login)
+
+    snapshots = (SNAPSHOT_GROUP, "v1")
+
+    @kopf.on.event(*snapshots, VOLUME_SNAPSHOT_CONTENT.plural, registry=registry)
+    async def content_event(event: kopf.RawEvent, **_: Any) -> None:
+        rt = runtime()
+        body = _object(event)
+        assert rt.content_reconciler is not None
+        if not rt.content_reconciler.is_ours(body):
+            return
+        key = rt.contents.apply(event.get("type"), body)
+        queue = rt.queues["contents"]
+        if event.get("type") == "DELETED":
+            queue.forget(key)
+            rt.recorder.forget(body["metadata"].get("uid", ""))
+        else:
+            queue.add(key)
+
+    @kopf.on.event(*snapshots, VOLUME_SNAPSHOT.plural, registry=registry)
+    async def snapshot_event(event: kopf.RawEvent, **_: Any) -> None:
+        rt = runtime()
+        assert rt.snapshot_watcher is not None
+        key = rt.snapshot_watcher.snapshots.apply(event.get("type"), _object(event))
+        if event.get("type") == "DELETED":
+            rt.queues["snapshots"].forget(key)
+        else:
+            rt.queues["snapshots"].add(key)
+
+    @kopf.on.event(*snapshots, VOLUME_SNAPSHOT_CLASS.plural, registry=registry)
+    async def snapshot_class_event(event: kopf.RawEvent, **_: Any) -> None:
+        runtime().snapshot_classes.apply(event.get("type"), _object(event))
+
+    @kopf.on.event(STORAGE_CLASS.group, STORAGE_CLASS.version, STORAGE_CLASS.plural, registry=registry)
+    async def storage_class_event(event: kopf.RawEvent, **_: Any) -> None:
+        runtime().storage_classes.apply(event.get("type"), _object(event))
+
+    @kopf.on.event("", "v1", PERSISTENT_VOLUME.plural, registry=registry)
+    async def volume_event(event: kopf.RawEvent, **_: Any) -> None:
+        rt = runtime()
+        assert rt.volumes is not None
+        assert rt.volume_releaser is not None
+        key = rt.volumes.apply(event.get("type"), _object(event))
+        if event.get("type") != "DELETED" and rt.volume_releaser.is_ours(_object(event)):
+            rt.queues["volumes"].add(key)
+
+    @kopf.on.event("", "v1", PERSISTENT_VOLUME_CLAIM.plural, registry=registry)
+    async def claim_event(event: kopf.RawEvent, **_: Any) -> None:
+        rt = runtime()
+        assert rt.claim_reconciler is not None
+        body = _object(event)
+        if not rt.claim_reconciler.is_ours(body):
+            return
+        key = rt.claims.apply(event.get("type"), body)
+        if event.get("type") == "DELETED":
+            rt.queues["claims"].forget(key)
+        else:
+            rt.queues["claims"].add(key)
+
+
+__all__ = ["Runtime", "login", "register"]

@@ -1,0 +1,427 @@
+"""The provisioner role: Elastic SAN volumes for claims, and their deletion.
+
+Claims that kube-controller-manager hands to our driver (annotation
+``volume.kubernetes.io/storage-provisioner``) get a new Elastic SAN volume,
+empty or restored from a VolumeSnapshot, and a PersistentVolume for
+``iscsi.csi.k8s.io`` that points at it; kube-controller-manager then binds
+them. A released volume of ours with reclaim policy Delete is deleted in
+Azure, but never silently together with its snapshots.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from elasticsan_snapshotter import metrics
+from elasticsan_snapshotter.domain import decisions, names
+from elasticsan_snapshotter.domain.errors import InvalidRequest, NotFound, SnapshotterError, Transient
+from elasticsan_snapshotter.domain.identity import (
+    DiskSnapshotId,
+    ElasticSanId,
+    SnapshotId,
+    VolumeGroupId,
+    VolumeId,
+    parse_snapshot_handle,
+)
+from elasticsan_snapshotter.domain.ports import AzurePort, VolumeInfo, VolumeSource
+from elasticsan_snapshotter.kubernetes.api import Body, KubeApi
+from elasticsan_snapshotter.kubernetes.events import NORMAL, WARNING, EventRecorder
+from elasticsan_snapshotter.kubernetes.resources import (
+    ANN_PROVISIONED_BY,
+    ANN_STORAGE_PROVISIONER,
+    ANN_STORAGE_PROVISIONER_BETA,
+    ANN_VOLUME_ID,
+    FIN_VOLUME,
+    ISCSI_DRIVER,
+    PARAM_DELETE_SNAPSHOTS_WITH_VOLUME,
+    PARAM_ELASTIC_SAN,
+    PARAM_VOLUME_GROUP,
+    PERSISTENT_VOLUME,
+    SNAPSHOT_GROUP,
+    STORAGE_CLASS,
+    VOLUME_SNAPSHOT,
+    VOLUME_SNAPSHOT_CONTENT,
+)
+from elasticsan_snapshotter.kubernetes.stores import PersistentVolumes, Store
+from elasticsan_snapshotter.kubernetes.workqueue import Outcome, Requeue
+
+logger = logging.getLogger(__name__)
+
+FINAL_RECHECK = 300.0
+WAIT_RECHECK = 5.0
+FSTYPE_PARAMETER = "csi.storage.k8s.io/fstype"
+
+
+class NotYet(SnapshotterError):
+    """A precondition that other controllers will fulfil (a snapshot not ready yet): wait, quietly."""
+
+    reason = "WaitingForSnapshot"
+    retryable = True
+    default_retry_after = WAIT_RECHECK
+
+
+@dataclass(frozen=True)
+class Plan:
+    volume: VolumeId
+    size_gib: int
+    source: VolumeSource | None
+    requested_bytes: int
+    source_size_gib: int | None = None
+
+
+def _parameters(storage_class: Body) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (storage_class.get("parameters") or {}).items()}
+
+
+class ClaimReconciler:
+    def __init__(
+        self,
+        *,
+        driver_name: str,
+        subscription: str,
+        api: KubeApi,
+        azure: AzurePort,
+        recorder: EventRecorder,
+        claims: Store,
+        storage_classes: Store,
+    ) -> None:
+        self.driver_name = driver_name
+        self.subscription = subscription
+        self.api = api
+        self.azure = azure
+        self.recorder = recorder
+        self.claims = claims
+        self.storage_classes = storage_classes
+
+    def is_ours(self, claim: Body) -> bool:
+        annotations = (claim.get("metadata") or {}).get("annotations") or {}
+        provisioner = annotations.get(ANN_STORAGE_PROVISIONER) or annotations.get(
+            ANN_STORAGE_PROVISIONER_BETA
+        )
+        return provisioner == self.driver_name
+
+    async def reconcile(self, key: str) -> Outcome:
+        claim = self.claims.get(key)
+        if claim is None:
+            return None
+        meta, spec = claim["metadata"], claim.get("spec") or {}
+        if spec.get("volumeName") or meta.get("deletionTimestamp"):
+            return None
+        storage_class = await self._storage_class(spec.get("storageClassName") or "")
+        if storage_class is None or storage_class.get("provisioner") != self.driver_name:
+            return None
+        if storage_class.get("volumeBindingMode") == "WaitForFirstConsumer" and not (
+            meta.get("annotations") or {}
+        ).get("volume.kubernetes.io/selected-node"):
+            return None  # the scheduler picks a node first; we are called again then
+        pv_name = f"pvc-{meta['uid']}"
+        if await self.api.get(PERSISTENT_VOLUME, pv_name) is not None:
+            return None  # provisioned already; kube-controller-manager binds it
+        try:
+            plan = await self._plan(claim, storage_class)
+            volume = await self.azure.create_volume(plan.volume, plan.size_gib, plan.source)
+            await self._create_pv(pv_name, claim, storage_class, volume)
+        except NotYet as waiting:
+            await self.recorder.record(claim, NORMAL, waiting.reason, str(waiting))
+            return Requeue(waiting.retry_after)
+        except SnapshotterError as exc:
+            await self.recorder.record(claim, WARNING, "ProvisioningFailed", f"{exc.reason}: {exc}")
+            metrics.RESTORES.labels(source=_source_kind(claim), outcome=exc.reason).inc()
+            return Requeue(exc.retry_after) if exc.retryable else Requeue(FINAL_RECHECK)
+        metrics.RESTORES.labels(source=_source_kind(claim), outcome="Success").inc()
+        await self.recorder.record(
+            claim,
+            NORMAL,
+            "ProvisioningSucceeded",
+            f"Successfully provisioned volume {pv_name} ({volume.size_gib}Gi Elastic SAN volume {volume.id.arm_id})",
+        )
+        if plan.source_size_gib is not None and volume.size_gib > plan.source_size_gib:
+            await self.recorder.record(
+                claim,
+                NORMAL,
+                "VolumeLargerThanSnapshot",
+                f"the volume is {volume.size_gib}Gi and the snapshot {plan.source_size_gib}Gi; the file "
+                "system inside is not grown: grow it from the node (for example resize2fs or xfs_growfs)",
+            )
+        return None
+
+    async def _storage_class(self, name: str) -> Body | None:
+        if not name:
+            return None
+        found = self.storage_classes.get(name)
+        if found is None:
+            found = await self.api.get(STORAGE_CLASS, name)
+            if found is not None:
+                self.storage_classes.apply("ADDED", found)
+        return found
+
+    # -- planning -------------------------------------------------------------------
+
+    async def _plan(self, claim: Body, storage_class: Body) -> Plan:
+        spec = claim.get("spec") or {}
+        requested = decisions.quantity_to_bytes(
+            ((spec.get("resources") or {}).get("requests") or {}).get("storage", 0)
+        )
+        name = names.volume_name(claim["metadata"]["uid"])
+        source = spec.get("dataSourceRef") or spec.get("dataSource")
+        params = _parameters(storage_class)
+        if not source:
+            group = self._class_volume_group(params, storage_class)
+            if group is None:
+                raise InvalidRequest(
+                    f"StorageClass {storage_class['metadata']['name']} needs parameters {PARAM_ELASTIC_SAN} "
+                    f"(the Elastic SAN's ARM ID) and {PARAM_VOLUME_GROUP} to provision empty volumes"
+                )
+            size = decisions.check_volume_size(
+                max(decisions.bytes_to_gib(requested), decisions.MIN_VOLUME_GIB)
+            )
+            return Plan(group.volume(name), size, None, requested)
+        if source.get("kind") != "VolumeSnapshot" or (source.get("apiGroup") or "") != SNAPSHOT_GROUP:
+            raise InvalidRequest(
+                f"data source {source.get('kind')} {source.get('name')} is not supported; "
+                f"only VolumeSnapshots ({SNAPSHOT_GROUP}) can be restored"
+            )
+        namespace = source.get("namespace") or claim["metadata"]["namespace"]
+        if namespace != claim["metadata"]["namespace"]:
+            raise InvalidRequest("restoring from a VolumeSnapshot in another namespace is not supported")
+        handle, content = await self._checked_snapshot(claim, storage_class, source["name"], requested)
+        target = parse_snapshot_handle(handle, self.subscription)
+        if isinstance(target, DiskSnapshotId):
+            return await self._plan_from_disk_snapshot(target, params, storage_class, name, requested)
+        return await self._plan_from_snapshot(target, params, storage_class, name, requested, claim, content)
+
+    async def _checked_snapshot(
+        self, claim: Body, storage_class: Body, vs_name: str, requested: int
+    ) -> tuple[str, Body]:
+        """The checks csi-provisioner makes before restoring a snapshot; returns its handle."""
+        namespace = claim["metadata"]["namespace"]
+        vs = await self.api.get(VOLUME_SNAPSHOT, vs_name, namespace)
+        if vs is None:
+            raise NotYet(f"VolumeSnapshot {namespace}/{vs_name} does not exist (yet)")
+        status = vs.get("status") or {}
+        content_name = status.get("boundVolumeSnapshotContentName")
+        if not content_name:
+            raise NotYet(f"VolumeSnapshot {namespace}/{vs_name} is not bound to a VolumeSnapshotContent yet")
+        content = await self.api.get(VOLUME_SNAPSHOT_CONTENT, content_name)
+        if content is None:
+            raise NotYet(f"VolumeSnapshotContent {content_name} does not exist (yet)")
+        ref = (content.get("spec") or {}).get("volumeSnapshotRef") or {}
+        if (ref.get("name"), ref.get("namespace"), ref.get("uid")) != (
+            vs_name,
+            namespace,
+            vs["metadata"]["uid"],
+        ):
+            raise InvalidRequest(
+                f"VolumeSnapshotContent {content_name} is not bound to VolumeSnapshot {namespace}/{vs_name}"
+            )
+        if content["spec"].get("driver") != storage_class.get("provisioner"):
+            raise InvalidRequest(
+                f"VolumeSnapshotContent {content_name} is handled by driver {content['spec'].get('driver')!r}, "
+                f"not by {storage_class.get('provisioner')!r}, the provisioner of StorageClass "
+                f"{storage_class['metadata']['name']}"
+            )
+        if not status.get("readyToUse"):
+            raise NotYet(f"VolumeSnapshot {namespace}/{vs_name} is not ready to use yet")
+        handle = (content.get("status") or {}).get("snapshotHandle")
+        if not handle:
+            raise NotYet(f"VolumeSnapshotContent {content_name} has no snapshot handle yet")
+        restore_size = status.get("restoreSize")
+        if restore_size is not None and requested < decisions.quantity_to_bytes(restore_size):
+            raise InvalidRequest(
+                f"the claim requests {requested} bytes, less than the restore size {restore_size} of "
+                f"VolumeSnapshot {namespace}/{vs_name}; request at least that much"
+            )
+        return str(handle), content
+
+    def _class_volume_group(self, params: dict[str, str], storage_class: Body) -> VolumeGroupId | None:
+        san_id, group = params.get(PARAM_ELASTIC_SAN), params.get(PARAM_VOLUME_GROUP)
+        if not san_id and not group:
+            return None
+        if not (san_id and group):
+            raise InvalidRequest(
+                f"StorageClass {storage_class['metadata']['name']} must set both {PARAM_ELASTIC_SAN} "
+                f"and {PARAM_VOLUME_GROUP}, or neither"
+            )
+        return ElasticSanId.parse(san_id).volume_group(group)
+
+    async def _plan_from_snapshot(
+        self,
+        snapshot: SnapshotId,
+        params: dict[str, str],
+        storage_class: Body,
+        name: str,
+        requested: int,
+        claim: Body,
+        content: Body,
+    ) -> Plan:
+        info = await self.azure.get_snapshot(snapshot)
+        group = self._class_volume_group(params, storage_class) or snapshot.volume_group
+        source_san = await self.azure.get_elastic_san(snapshot.volume_group.san)
+        target_san = (
+            source_san
+            if group.san == snapshot.volume_group.san
+            else await self.azure.get_elastic_san(group.san)
+        )
+        plan = decisions.plan_restore(
+            requested_bytes=requested,
+            snapshot_size_gib=info.source_volume_size_gib,
+            snapshot_region=source_san.location,
+            target_region=target_san.location,
+            source_volume_mode=(content.get("spec") or {}).get("sourceVolumeMode"),
+            requested_volume_mode=(claim.get("spec") or {}).get("volumeMode"),
+            content_annotations=(content.get("metadata") or {}).get("annotations") or {},
+        )
+        return Plan(group.volume(name), plan.size_gib, snapshot, requested, info.source_volume_size_gib)
+
+    async def _plan_from_disk_snapshot(
+        self, disk: DiskSnapshotId, params: dict[str, str], storage_class: Body, name: str, requested: int
+    ) -> Plan:
+        group = self._class_volume_group(params, storage_class)
+        if group is None:
+            raise InvalidRequest(
+                f"restoring managed-disk snapshot {disk.arm_id} needs StorageClass parameters "
+                f"{PARAM_ELASTIC_SAN} and {PARAM_VOLUME_GROUP} to say where the new volume goes"
+            )
+        info = await self.azure.get_disk_snapshot(disk)
+        san = await self.azure.get_elastic_san(group.san)
+        size = max(decisions.bytes_to_gib(requested), info.size_gib or 0, decisions.MIN_VOLUME_GIB)
+        decisions.check_volume_from_disk_snapshot(
+            requested_gib=size, disk_snapshot=info, target_region=san.location
+        )
+        return Plan(group.volume(name), decisions.check_volume_size(size), disk, requested, info.size_gib)
+
+    # -- the PersistentVolume ---------------------------------------------------------
+
+    async def _create_pv(self, name: str, claim: Body, storage_class: Body, volume: VolumeInfo) -> None:
+        meta, spec = claim["metadata"], claim.get("spec") or {}
+        params = _parameters(storage_class)
+        mode = spec.get("volumeMode") or decisions.FILESYSTEM
+        csi: dict[str, Any] = {
+            "driver": ISCSI_DRIVER,
+            "volumeHandle": volume.id.handle(self.subscription),
+            "volumeAttributes": iscsi_attributes(volume),
+        }
+        if mode == decisions.FILESYSTEM:
+            csi["fsType"] = params.get(FSTYPE_PARAMETER, "ext4")
+        pv: Body = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {
+                "name": name,
+                "annotations": {ANN_PROVISIONED_BY: self.driver_name, ANN_VOLUME_ID: volume.id.arm_id},
+                "finalizers": [FIN_VOLUME],
+            },
+            "spec": {
+                "capacity": {"storage": f"{volume.size_gib}Gi"},
+                "accessModes": spec.get("accessModes") or ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": storage_class.get("reclaimPolicy") or "Delete",
+                "storageClassName": storage_class["metadata"]["name"],
+                "volumeMode": mode,
+                "claimRef": {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolumeClaim",
+                    "namespace": meta["namespace"],
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                },
+                "csi": csi,
+            },
+        }
+        if storage_class.get("mountOptions"):
+            pv["spec"]["mountOptions"] = storage_class["mountOptions"]
+        try:
+            await self.api.create(PERSISTENT_VOLUME, pv)
+        except SnapshotterError as exc:
+            if exc.reason != "AlreadyExists":
+                raise
+
+
+def iscsi_attributes(volume: VolumeInfo) -> dict[str, str]:
+    """What csi-driver-iscsi's node plugin reads to log in to the volume's target."""
+    return {
+        "targetPortal": volume.target_portal,
+        "portals": "[]",
+        "iqn": volume.target_iqn,
+        "lun": "0",
+        "iscsiInterface": "default",
+        "discoveryCHAPAuth": "false",
+        "sessionCHAPAuth": "false",
+    }
+
+
+def _source_kind(claim: Body) -> str:
+    source = (claim.get("spec") or {}).get("dataSourceRef") or (claim.get("spec") or {}).get("dataSource")
+    return "snapshot" if source else "empty"
+
+
+class VolumeReleaser:
+    """Deletes the Elastic SAN volume of a released PV of ours, with reclaim policy Delete."""
+
+    def __init__(
+        self,
+        *,
+        driver_name: str,
+        subscription: str,
+        api: KubeApi,
+        azure: AzurePort,
+        recorder: EventRecorder,
+        volumes: PersistentVolumes,
+        storage_classes: Store,
+    ) -> None:
+        self.driver_name = driver_name
+        self.subscription = subscription
+        self.api = api
+        self.azure = azure
+        self.recorder = recorder
+        self.volumes = volumes
+        self.storage_classes = storage_classes
+
+    def is_ours(self, pv: Body) -> bool:
+        annotations = (pv.get("metadata") or {}).get("annotations") or {}
+        return annotations.get(ANN_PROVISIONED_BY) == self.driver_name
+
+    async def reconcile(self, key: str) -> Outcome:
+        pv = self.volumes.get(key)
+        if pv is None or not self.is_ours(pv):
+            return None
+        meta, spec = pv["metadata"], pv.get("spec") or {}
+        released = (pv.get("status") or {}).get("phase") in ("Released", "Failed")
+        deleting = bool(meta.get("deletionTimestamp"))
+        if not (released or deleting):
+            return None
+        if spec.get("persistentVolumeReclaimPolicy") != "Delete":
+            if deleting:
+                await self.api.remove_finalizer(PERSISTENT_VOLUME, pv, FIN_VOLUME)
+            return None
+        try:
+            volume = VolumeId.parse(spec["csi"]["volumeHandle"], self.subscription)
+            snapshots = await self.azure.list_snapshots(volume.volume_group, volume.name)
+            snapshots = decisions.snapshots_of(volume, snapshots)
+            params = _parameters(self.storage_classes.get(spec.get("storageClassName") or "") or {})
+            delete_snapshots = params.get(PARAM_DELETE_SNAPSHOTS_WITH_VOLUME, "").lower() == "true"
+            if snapshots and not delete_snapshots:
+                listed = ", ".join(s.id.name for s in snapshots)
+                await self.recorder.record(
+                    pv,
+                    WARNING,
+                    "VolumeHasSnapshots",
+                    f"Elastic SAN volume {volume.arm_id} is kept because deleting it would delete its "
+                    f"{len(snapshots)} snapshot(s): {listed}. Delete those VolumeSnapshots first, or set "
+                    f'StorageClass parameter {PARAM_DELETE_SNAPSHOTS_WITH_VOLUME}: "true"',
+                )
+                return Requeue(FINAL_RECHECK)
+            with contextlib.suppress(NotFound):
+                await self.azure.delete_volume(volume, delete_snapshots=bool(snapshots))
+        except Transient as exc:
+            await self.recorder.error(pv, exc)
+            return Requeue(exc.retry_after)
+        except SnapshotterError as exc:
+            await self.recorder.error(pv, exc)
+            return Requeue(exc.retry_after if exc.retryable else FINAL_RECHECK)
+        await self.recorder.record(pv, NORMAL, "VolumeDeleted", f"deleted Elastic SAN volume {volume.arm_id}")
+        await self.api.remove_finalizer(PERSISTENT_VOLUME, pv, FIN_VOLUME)
+        await self.api.delete(PERSISTENT_VOLUME, meta["name"], uid=meta.get("uid"))
+        return None

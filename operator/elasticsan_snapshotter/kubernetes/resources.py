@@ -1,0 +1,72 @@
+"""Names of the Kubernetes resources, annotations and finalizers the operator uses, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from elasticsan_snapshotter import DRIVER_NAME
+
+
+@dataclass(frozen=True)
+class Resource:
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(self, name: str = "", namespace: str = "", subresource: str = "") -> str:
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        if name:
+            base += f"/{name}"
+        if subresource:
+            base += f"/{subresource}"
+        return base
+
+
+SNAPSHOT_GROUP = "snapshot.storage.k8s.io"
+OUR_GROUP = DRIVER_NAME
+
+VOLUME_SNAPSHOT = Resource(SNAPSHOT_GROUP, "v1", "volumesnapshots", "VolumeSnapshot", True)
+VOLUME_SNAPSHOT_CONTENT = Resource(
+    SNAPSHOT_GROUP, "v1", "volumesnapshotcontents", "VolumeSnapshotContent", False
+)
+VOLUME_SNAPSHOT_CLASS = Resource(SNAPSHOT_GROUP, "v1", "volumesnapshotclasses", "VolumeSnapshotClass", False)
+PERSISTENT_VOLUME = Resource("", "v1", "persistentvolumes", "PersistentVolume", False)
+PERSISTENT_VOLUME_CLAIM = Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True)
+STORAGE_CLASS = Resource("storage.k8s.io", "v1", "storageclasses", "StorageClass", False)
+EVENT = Resource("", "v1", "events", "Event", True)
+SNAPSHOT_EXPORT = Resource(
+    OUR_GROUP, "v1alpha1", "elasticsansnapshotexports", "ElasticSanSnapshotExport", True
+)
+
+# The csi-snapshotter contract (external-snapshotter pkg/utils/util.go).
+ANN_BEING_CREATED = "snapshot.storage.kubernetes.io/volumesnapshot-being-created"
+ANN_BEING_DELETED = "snapshot.storage.kubernetes.io/volumesnapshot-being-deleted"
+ANN_ALLOW_VOLUME_MODE_CHANGE = "snapshot.storage.kubernetes.io/allow-volume-mode-change"
+FIN_CONTENT_BOUND = "snapshot.storage.kubernetes.io/volumesnapshotcontent-bound-protection"
+
+# The provisioner contract (kube-controller-manager, sig-storage-lib-external-provisioner).
+ANN_STORAGE_PROVISIONER = "volume.kubernetes.io/storage-provisioner"
+ANN_STORAGE_PROVISIONER_BETA = "volume.beta.kubernetes.io/storage-provisioner"
+ANN_PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
+
+# Our own.
+ANN_VOLUME_ID = f"{DRIVER_NAME}/volume-id"
+FIN_VOLUME = f"{DRIVER_NAME}/volume-protection"
+FIN_EXPORT_SOURCE = f"{DRIVER_NAME}/export-source-protection"
+
+ISCSI_DRIVER = "iscsi.csi.k8s.io"
+
+# StorageClass / VolumeSnapshotClass parameters.
+PARAM_ELASTIC_SAN = "elasticSanId"
+PARAM_VOLUME_GROUP = "volumeGroup"
+PARAM_DELETE_SNAPSHOTS_WITH_VOLUME = "deleteSnapshotsWithVolume"
+PARAM_EXPORT_BEFORE_VOLUME_DELETE = "exportBeforeVolumeDelete"

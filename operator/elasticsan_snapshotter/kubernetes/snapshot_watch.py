@@ -1,0 +1,136 @@
+"""VolumeSnapshots of our driver: explain early why a snapshot cannot start.
+
+snapshot-controller waits silently in several situations that users then
+read as "stuck". Each of them gets one Warning Event on the VolumeSnapshot
+that says what is wrong and what to do.
+"""
+
+from __future__ import annotations
+
+from elasticsan_snapshotter.domain.errors import SnapshotterError
+from elasticsan_snapshotter.domain.mapping import SanIndex, volume_of
+from elasticsan_snapshotter.domain.ports import AzurePort
+from elasticsan_snapshotter.kubernetes.api import Body, KubeApi
+from elasticsan_snapshotter.kubernetes.events import WARNING, EventRecorder
+from elasticsan_snapshotter.kubernetes.resources import ISCSI_DRIVER, PERSISTENT_VOLUME_CLAIM, STORAGE_CLASS
+from elasticsan_snapshotter.kubernetes.stores import PersistentVolumes, Store
+from elasticsan_snapshotter.kubernetes.workqueue import Outcome, Requeue
+
+PENDING_RECHECK = 10.0
+PROBLEM_RECHECK = 60.0
+
+
+def _slim_snapshot(body: Body) -> Body:
+    meta = body.get("metadata") or {}
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion") if k in meta},
+        "spec": body.get("spec") or {},
+        "status": {k: v for k, v in (body.get("status") or {}).items() if k in ("readyToUse",)},
+    }
+
+
+class SnapshotWatcher:
+    def __init__(
+        self,
+        *,
+        driver_name: str,
+        subscription: str,
+        api: KubeApi,
+        azure: AzurePort,
+        recorder: EventRecorder,
+        index: SanIndex,
+        snapshot_classes: Store,
+        volumes: PersistentVolumes,
+    ) -> None:
+        self.driver_name = driver_name
+        self.subscription = subscription
+        self.api = api
+        self.azure = azure
+        self.recorder = recorder
+        self.index = index
+        self.snapshot_classes = snapshot_classes
+        self.volumes = volumes
+        self.snapshots = Store(_slim_snapshot)
+
+    async def reconcile(self, key: str) -> Outcome:
+        vs = self.snapshots.get(key)
+        if vs is None or (vs.get("status") or {}).get("readyToUse"):
+            return None
+        spec = vs.get("spec") or {}
+        claim_name = (spec.get("source") or {}).get("persistentVolumeClaimName")
+        if not claim_name:
+            return None  # pre-provisioned: nothing to explain here
+        namespace = vs["metadata"]["namespace"]
+        class_name = spec.get("volumeSnapshotClassName")
+        claim = await self.api.get(PERSISTENT_VOLUME_CLAIM, claim_name, namespace)
+        if class_name is None:
+            return await self._without_class(vs, claim)
+        snapshot_class = self.snapshot_classes.get(class_name)
+        if snapshot_class is None:
+            if claim is not None and await self._claim_is_ours(claim):
+                return await self._warn(
+                    vs,
+                    "SnapshotClassMissing",
+                    f"VolumeSnapshotClass {class_name} does not exist; create it with driver "
+                    f"{self.driver_name} or name an existing class of that driver",
+                )
+            return None
+        if snapshot_class.get("driver") != self.driver_name:
+            return None
+        if claim is None:
+            return await self._warn(
+                vs,
+                "SourceClaimMissing",
+                f"PersistentVolumeClaim {namespace}/{claim_name} does not exist; the snapshot waits for it",
+            )
+        phase = (claim.get("status") or {}).get("phase")
+        volume_name = (claim.get("spec") or {}).get("volumeName")
+        if phase != "Bound" or not volume_name:
+            await self._warn(
+                vs,
+                "SourceClaimNotBound",
+                f"PersistentVolumeClaim {namespace}/{claim_name} is {phase or 'not bound'}; "
+                "the snapshot starts once the claim is Bound to a PersistentVolume",
+            )
+            return Requeue(PENDING_RECHECK)
+        pv = self.volumes.get(volume_name)
+        if pv is None:
+            return Requeue(PENDING_RECHECK)
+        if not (pv.get("spec") or {}).get("csi"):
+            return await self._warn(
+                vs,
+                "SourceVolumeNotCSI",
+                f"PersistentVolume {volume_name} is not a CSI volume, and snapshot-controller only "
+                f"snapshots CSI volumes; describe it with spec.csi (driver {ISCSI_DRIVER}) instead "
+                "of an in-tree iscsi source",
+            )
+        try:
+            await volume_of(pv, index=self.index, default_subscription=self.subscription)
+        except SnapshotterError as exc:
+            await self.recorder.record(vs, WARNING, "SourceVolumeNotMapped", str(exc))
+            return Requeue(PROBLEM_RECHECK) if not exc.retryable else Requeue()
+        return None
+
+    async def _without_class(self, vs: Body, claim: Body | None) -> Outcome:
+        if claim is not None and await self._claim_is_ours(claim):
+            return await self._warn(
+                vs,
+                "SnapshotClassRequired",
+                "the VolumeSnapshot names no VolumeSnapshotClass; snapshot-controller picks a default "
+                f"class only when its driver equals the volume's CSI driver ({ISCSI_DRIVER}), so name a "
+                f"VolumeSnapshotClass with driver {self.driver_name} in spec.volumeSnapshotClassName",
+            )
+        return None
+
+    async def _claim_is_ours(self, claim: Body) -> bool:
+        class_name = (claim.get("spec") or {}).get("storageClassName")
+        if not class_name:
+            return False
+        storage_class = await self.api.get(STORAGE_CLASS, class_name)
+        return bool(storage_class and storage_class.get("provisioner") == self.driver_name)
+
+    async def _warn(self, vs: Body, reason: str, message: str) -> Outcome:
+        await self.recorder.record(vs, WARNING, reason, message)
+        return Requeue(PROBLEM_RECHECK)

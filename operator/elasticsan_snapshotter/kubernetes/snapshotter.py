@@ -1,0 +1,282 @@
+"""The snapshotter role: VolumeSnapshotContents of our driver, as csi-snapshotter would.
+
+Contract (external-snapshotter v8 sidecar): status goes through the status
+subresource; ``snapshotHandle``, ``creationTime`` (Unix ns) and
+``restoreSize`` (bytes) are written once; ``readyToUse`` follows Azure;
+``error`` is written only for final errors (Velero fails a backup on any
+content error) and cleared when ready; the ``volumesnapshot-being-created``
+annotation surrounds the Azure create; deletion happens only when
+snapshot-controller marked the content ``volumesnapshot-being-deleted`` (or
+it is pre-provisioned and unbound), Azure is touched only for
+``deletionPolicy: Delete``, a missing snapshot counts as deleted, and the
+bound-protection finalizer comes off on every path.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from elasticsan_snapshotter import metrics
+from elasticsan_snapshotter.domain import decisions, names
+from elasticsan_snapshotter.domain.errors import InvalidRequest, NotFound, SnapshotterError
+from elasticsan_snapshotter.domain.identity import DiskSnapshotId, SnapshotId, VolumeId, parse_snapshot_handle
+from elasticsan_snapshotter.domain.mapping import SanIndex, volume_of
+from elasticsan_snapshotter.domain.ports import AzurePort
+from elasticsan_snapshotter.kubernetes.api import Body, KubeApi
+from elasticsan_snapshotter.kubernetes.events import EventRecorder
+from elasticsan_snapshotter.kubernetes.resources import (
+    ANN_BEING_CREATED,
+    ANN_BEING_DELETED,
+    FIN_CONTENT_BOUND,
+    VOLUME_SNAPSHOT_CONTENT,
+)
+from elasticsan_snapshotter.kubernetes.stores import PersistentVolumes, Store
+from elasticsan_snapshotter.kubernetes.workqueue import Outcome, Requeue
+
+logger = logging.getLogger(__name__)
+
+FINAL_RECHECK = 300.0
+"""A content with a final error is looked at again this often, in case its cause was fixed."""
+
+
+@dataclass(frozen=True)
+class SnapshotState:
+    handle: str
+    creation_time_ns: int
+    restore_size: int | None
+    ready: bool
+
+
+class ContentReconciler:
+    def __init__(
+        self,
+        *,
+        driver_name: str,
+        subscription: str,
+        api: KubeApi,
+        azure: AzurePort,
+        index: SanIndex,
+        contents: Store,
+        volumes: PersistentVolumes,
+        recorder: EventRecorder,
+    ) -> None:
+        self.driver_name = driver_name
+        self.subscription = subscription
+        self.api = api
+        self.azure = azure
+        self.index = index
+        self.contents = contents
+        self.volumes = volumes
+        self.recorder = recorder
+
+    def is_ours(self, body: Body) -> bool:
+        spec = body.get("spec") or {}
+        source = spec.get("source") or {}
+        return spec.get("driver") == self.driver_name and bool(
+            source.get("volumeHandle") or source.get("snapshotHandle")
+        )
+
+    async def reconcile(self, name: str) -> Outcome:
+        body = self.contents.get(name)
+        if body is None or not self.is_ours(body):
+            return None
+        try:
+            if (body.get("metadata") or {}).get("deletionTimestamp"):
+                return await self._delete(body)
+            if (body["spec"]["source"]).get("volumeHandle"):
+                return await self._create(body)
+            return await self._import(body)
+        except SnapshotterError as exc:
+            return await self._failed(body, exc)
+
+    # -- dynamic snapshots -------------------------------------------------------
+
+    async def _create(self, body: Body) -> Outcome:
+        status = body.get("status") or {}
+        if status.get("readyToUse") and status.get("snapshotHandle"):
+            return None
+        uid = ((body["spec"].get("volumeSnapshotRef") or {}).get("uid")) or ""
+        if not uid:
+            return None  # snapshot-controller always binds dynamic contents; nothing to do yet
+        volume = await self._source_volume(body["spec"]["source"]["volumeHandle"])
+        snapshot = volume.volume_group.snapshot(names.snapshot_name(uid))
+        await self._set_being_created(body, True)
+        started = time.monotonic()
+        info = await self.azure.create_snapshot(snapshot, volume)
+        ready = decisions.snapshot_ready(info)
+        state = SnapshotState(
+            handle=snapshot.handle(self.subscription),
+            creation_time_ns=decisions.creation_time_ns(info.created_at or datetime.now(UTC)),
+            restore_size=decisions.restore_size_bytes(info.source_volume_size_gib),
+            ready=ready,
+        )
+        await self._write_status(body, state)
+        await self._set_being_created(body, False)
+        logger.info(
+            "snapshot %s of %s for VolumeSnapshotContent %s: %s in %.1fs",
+            snapshot.name,
+            volume.arm_id,
+            body["metadata"]["name"],
+            info.provisioning_state,
+            time.monotonic() - started,
+        )
+        if ready:
+            metrics.SNAPSHOTS_CREATED.inc()
+            metrics.observe_ready(body)
+            return None
+        return Requeue()
+
+    async def _source_volume(self, volume_handle: str) -> VolumeId:
+        pv = await self.volumes.by_volume_handle(volume_handle)
+        if pv is None:
+            try:
+                # Volumes this operator provisioned carry our handle; no PV lookup needed.
+                return VolumeId.parse(volume_handle, self.subscription)
+            except InvalidRequest:
+                raise InvalidRequest(
+                    f"no PersistentVolume has spec.csi.volumeHandle {volume_handle!r}, and the handle "
+                    "is not an Elastic SAN volume ID"
+                ) from None
+        return await volume_of(pv, index=self.index, default_subscription=self.subscription)
+
+    # -- pre-provisioned contents --------------------------------------------------
+
+    async def _import(self, body: Body) -> Outcome:
+        handle = body["spec"]["source"]["snapshotHandle"]
+        status = body.get("status") or {}
+        if status.get("readyToUse") and status.get("snapshotHandle") == handle:
+            return None
+        target = parse_snapshot_handle(handle, self.subscription)
+        if isinstance(target, DiskSnapshotId):
+            disk = await self.azure.get_disk_snapshot(target)
+            progress = decisions.export_progress(disk)
+            state = SnapshotState(
+                handle=handle,
+                creation_time_ns=decisions.creation_time_ns(disk.created_at or datetime.now(UTC)),
+                restore_size=decisions.gib_to_bytes(disk.size_gib) if disk.size_gib else None,
+                ready=progress.done,
+            )
+        else:
+            info = await self.azure.get_snapshot(target)
+            state = SnapshotState(
+                handle=handle,
+                creation_time_ns=decisions.creation_time_ns(info.created_at or datetime.now(UTC)),
+                restore_size=decisions.restore_size_bytes(info.source_volume_size_gib),
+                ready=decisions.snapshot_ready(info),
+            )
+        await self._write_status(body, state)
+        return None if state.ready else Requeue()
+
+    # -- deletion ----------------------------------------------------------------
+
+    async def _delete(self, body: Body) -> Outcome:
+        meta = body["metadata"]
+        annotations = meta.get("annotations") or {}
+        spec = body["spec"]
+        bound = bool((spec.get("volumeSnapshotRef") or {}).get("uid"))
+        pre_provisioned = bool(spec["source"].get("snapshotHandle"))
+        should_delete = (pre_provisioned and not bound) or (
+            ANN_BEING_DELETED in annotations and ANN_BEING_CREATED not in annotations
+        )
+        if not should_delete:
+            if FIN_CONTENT_BOUND in (meta.get("finalizers") or []) and ANN_BEING_CREATED in annotations:
+                return Requeue()  # a create is (or was) in flight; deletion waits for it
+            return None
+        if spec.get("deletionPolicy") == "Delete":
+            target = await self._snapshot_to_delete(body)
+            if target is not None:
+                await self._delete_in_azure(target)
+                metrics.SNAPSHOTS_DELETED.inc()
+        await self.api.remove_finalizer(VOLUME_SNAPSHOT_CONTENT, body, FIN_CONTENT_BOUND)
+        return None
+
+    async def _snapshot_to_delete(self, body: Body) -> SnapshotId | DiskSnapshotId | None:
+        spec = body["spec"]
+        handle = (body.get("status") or {}).get("snapshotHandle") or spec["source"].get("snapshotHandle")
+        if handle:
+            try:
+                return parse_snapshot_handle(handle, self.subscription)
+            except InvalidRequest:
+                return None  # never ours to delete: the import failed on the same handle
+        uid = (spec.get("volumeSnapshotRef") or {}).get("uid")
+        if spec["source"].get("volumeHandle") and uid:
+            # A create may have reached Azure before the status was written (a crash in
+            # between): the deterministic name finds that snapshot, so it is not orphaned.
+            try:
+                volume = await self._source_volume(spec["source"]["volumeHandle"])
+            except InvalidRequest:
+                return None  # the volume never mapped, so no snapshot was ever created
+            return volume.volume_group.snapshot(names.snapshot_name(uid))
+        return None
+
+    async def _delete_in_azure(self, target: SnapshotId | DiskSnapshotId) -> None:
+        try:
+            if isinstance(target, DiskSnapshotId):
+                await self.azure.delete_disk_snapshot(target)
+            else:
+                await self.azure.delete_snapshot(target)
+        except NotFound:
+            return
+
+    # -- status, annotations, errors -----------------------------------------------
+
+    async def _write_status(self, body: Body, state: SnapshotState) -> None:
+        current = body.get("status") or {}
+        patch: dict[str, Any] = {}
+        if not current.get("snapshotHandle"):
+            patch["snapshotHandle"] = state.handle
+        if not current.get("creationTime"):
+            patch["creationTime"] = state.creation_time_ns
+        if state.restore_size and not current.get("restoreSize"):
+            patch["restoreSize"] = state.restore_size
+        if current.get("readyToUse") is not state.ready:
+            patch["readyToUse"] = state.ready
+        if state.ready and current.get("error"):
+            patch["error"] = None
+        if not patch:
+            return
+        updated = await self.api.patch(
+            VOLUME_SNAPSHOT_CONTENT, body["metadata"]["name"], {"status": patch}, subresource="status"
+        )
+        self._remember(updated)
+        if state.ready and not current.get("readyToUse"):
+            logger.info("VolumeSnapshotContent %s is ready: %s", body["metadata"]["name"], state.handle)
+
+    async def _set_being_created(self, body: Body, present: bool) -> None:
+        annotations = (body.get("metadata") or {}).get("annotations") or {}
+        if (ANN_BEING_CREATED in annotations) == present:
+            return
+        value = "yes" if present else None
+        updated = await self.api.patch(
+            VOLUME_SNAPSHOT_CONTENT,
+            body["metadata"]["name"],
+            {"metadata": {"annotations": {ANN_BEING_CREATED: value}}},
+        )
+        self._remember(updated)
+        body["metadata"] = updated.get("metadata", body["metadata"])
+
+    def _remember(self, updated: Body) -> None:
+        if updated.get("metadata", {}).get("name"):
+            self.contents.apply("MODIFIED", updated)
+
+    async def _failed(self, body: Body, error: SnapshotterError) -> Outcome:
+        await self.recorder.error(body, error)
+        if error.retryable:
+            return Requeue(error.retry_after) if error.retry_after else Requeue()
+        metrics.SNAPSHOTS_FAILED.labels(reason=error.reason).inc()
+        if not (body.get("metadata") or {}).get("deletionTimestamp"):
+            current = body.get("status") or {}
+            if (current.get("error") or {}).get("message") != str(error):
+                stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                patch = {"status": {"readyToUse": False, "error": {"time": stamp, "message": str(error)}}}
+                updated = await self.api.patch(
+                    VOLUME_SNAPSHOT_CONTENT, body["metadata"]["name"], patch, subresource="status"
+                )
+                self._remember(updated)
+                body = updated or body
+            await self._set_being_created(body, False)
+        return Requeue(FINAL_RECHECK)

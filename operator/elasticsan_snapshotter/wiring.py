@@ -1,0 +1,87 @@
+"""The composition root: settings in, adapters out.
+
+Only this module knows which concrete adapter stands behind each port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from elasticsan_snapshotter import __version__
+from elasticsan_snapshotter.azure.config import AzureConfig, PacingConfig
+from elasticsan_snapshotter.domain.errors import InvalidRequest
+from elasticsan_snapshotter.domain.identity import ElasticSanId
+from elasticsan_snapshotter.domain.ports import AzurePort
+from elasticsan_snapshotter.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    import kopf
+
+    from elasticsan_snapshotter.kubernetes.handlers import Runtime
+
+
+def azure_config(settings: Settings) -> AzureConfig:
+    if not settings.subscription_id:
+        raise SettingsError(
+            "subscription_id is required (flag --subscription-id or env AZURE_SUBSCRIPTION_ID)"
+        )
+    try:
+        return AzureConfig(
+            subscription_id=settings.subscription_id,
+            arm_endpoint=settings.arm_endpoint,
+            authority_host=settings.authority_host or None,
+            ca_bundle=settings.ca_bundle or None,
+            tenant_id=settings.tenant_id or None,
+            client_id=settings.client_id or None,
+            client_secret=settings.client_secret or None,
+            polling_interval=settings.polling_interval,
+            pacing=PacingConfig(
+                write_rate_per_second=settings.write_rate,
+                write_burst=settings.write_burst,
+                max_concurrency=settings.max_concurrency,
+            ),
+        )
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from exc
+
+
+def open_azure(settings: Settings) -> AzurePort:
+    """The real Azure adapter for these settings; the caller closes it."""
+    from elasticsan_snapshotter.azure.client import ElasticSanAzure
+
+    return ElasticSanAzure(azure_config(settings))
+
+
+def managed_sans(settings: Settings) -> list[ElasticSanId]:
+    try:
+        return [ElasticSanId.parse(arm_id) for arm_id in settings.managed_sans]
+    except InvalidRequest as exc:
+        raise SettingsError(f"managed_sans: {exc}") from exc
+
+
+async def operator_runtime(settings: Settings) -> Runtime:
+    """Build the operator's adapters and reconcilers inside the running event loop."""
+    from elasticsan_snapshotter.domain.mapping import SanIndex
+    from elasticsan_snapshotter.kubernetes.api import KubeApi
+    from elasticsan_snapshotter.kubernetes.events import EventRecorder
+    from elasticsan_snapshotter.kubernetes.handlers import Runtime, login
+
+    azure = open_azure(settings)
+    api = KubeApi(_async_login(login), user_agent=f"elasticsan-snapshotter/{__version__}")
+    runtime = Runtime(
+        settings=settings,
+        azure=azure,
+        index=SanIndex(azure, managed_sans(settings)),
+        api=api,
+        recorder=EventRecorder(api),
+    )
+    runtime.build()
+    return runtime
+
+
+def _async_login(login: Callable[..., kopf.ConnectionInfo]) -> Callable[[], Awaitable[kopf.ConnectionInfo]]:
+    async def call() -> kopf.ConnectionInfo:
+        return login()
+
+    return call
