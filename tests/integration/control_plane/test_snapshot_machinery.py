@@ -148,18 +148,27 @@ def test_snapshot_controller_creates_content_for_our_driver(
             "apiVersion": f"{SNAPSHOT_GROUP}/{SNAPSHOT_VERSION}",
             "kind": "VolumeSnapshot",
             "metadata": {"name": "snap"},
-            "spec": {"volumeSnapshotClassName": class_name, "source": {"persistentVolumeClaimName": pvc_name}},
+            "spec": {
+                "volumeSnapshotClassName": class_name,
+                "source": {"persistentVolumeClaimName": pvc_name},
+            },
         },
     )
 
     def bound_content_name() -> str | None:
-        vs = custom.get_namespaced_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, namespace, "volumesnapshots", "snap")
+        vs = custom.get_namespaced_custom_object(
+            SNAPSHOT_GROUP, SNAPSHOT_VERSION, namespace, "volumesnapshots", "snap"
+        )
         name: str | None = vs.get("status", {}).get("boundVolumeSnapshotContentName")
         return name
 
     content_name = wait_for("snapshot-controller to create the VolumeSnapshotContent", bound_content_name)
-    vs = custom.get_namespaced_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, namespace, "volumesnapshots", "snap")
-    content = custom.get_cluster_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotcontents", content_name)
+    vs = custom.get_namespaced_custom_object(
+        SNAPSHOT_GROUP, SNAPSHOT_VERSION, namespace, "volumesnapshots", "snap"
+    )
+    content = custom.get_cluster_custom_object(
+        SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotcontents", content_name
+    )
     pv = core.read_persistent_volume(pv_name)
 
     assert content_name == f"snapcontent-{vs['metadata']['uid']}"
@@ -169,13 +178,21 @@ def test_snapshot_controller_creates_content_for_our_driver(
     assert content["spec"]["deletionPolicy"] == "Delete"
     # Nothing reconciles our driver here, so the snapshot is not ready and has no handle.
     time.sleep(2)
-    content = custom.get_cluster_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotcontents", content_name)
+    content = custom.get_cluster_custom_object(
+        SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotcontents", content_name
+    )
     assert "snapshotHandle" not in content.get("status", {})
-    vs = custom.get_namespaced_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, namespace, "volumesnapshots", "snap")
+    vs = custom.get_namespaced_custom_object(
+        SNAPSHOT_GROUP, SNAPSHOT_VERSION, namespace, "volumesnapshots", "snap"
+    )
     assert vs.get("status", {}).get("readyToUse") is not True
     # Clean up the content: without a snapshotter its finalizer would hold it forever.
     custom.patch_cluster_custom_object(
-        SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotcontents", content_name, {"metadata": {"finalizers": None}}
+        SNAPSHOT_GROUP,
+        SNAPSHOT_VERSION,
+        "volumesnapshotcontents",
+        content_name,
+        {"metadata": {"finalizers": None}},
     )
 
 
@@ -189,9 +206,13 @@ def test_api_server_enforces_volumesnapshot_crd_validation(api_client: k8s.ApiCl
         "spec": {"source": {"persistentVolumeClaimName": "data", "volumeSnapshotContentName": "content"}},
     }
     with pytest.raises(ApiException) as refused:
-        custom.create_namespaced_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, namespace, "volumesnapshots", invalid)
+        custom.create_namespaced_custom_object(
+            SNAPSHOT_GROUP, SNAPSHOT_VERSION, namespace, "volumesnapshots", invalid
+        )
     assert refused.value.status == 422
     assert "exactly one of volumeSnapshotContentName and persistentVolumeClaimName" in str(refused.value.body)
     with pytest.raises(ApiException) as missing:
-        custom.get_namespaced_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, namespace, "volumesnapshots", "both-sources")
+        custom.get_namespaced_custom_object(
+            SNAPSHOT_GROUP, SNAPSHOT_VERSION, namespace, "volumesnapshots", "both-sources"
+        )
     assert missing.value.status == 404

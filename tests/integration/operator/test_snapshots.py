@@ -61,7 +61,8 @@ def test_dynamic_snapshot_restore_and_delete(
     status = content["status"]
     assert status["readyToUse"] is True
     assert status["restoreSize"] == 10 * GIB
-    assert isinstance(status["creationTime"], int) and status["creationTime"] > 1_600_000_000 * 10**9
+    assert isinstance(status["creationTime"], int)
+    assert status["creationTime"] > 1_600_000_000 * 10**9
     assert (
         status["snapshotHandle"] == f"{RESOURCE_GROUP}#{SAN}#{VOLUME_GROUP}#snapshot-{vs['metadata']['uid']}"
     )
