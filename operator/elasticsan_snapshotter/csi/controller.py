@@ -1,0 +1,402 @@
+"""The CSI Controller service: volumes and snapshots of Azure Elastic SAN.
+
+Every handler validates the request, takes the per-ID guard, checks for an existing
+resource by its deterministic name (the port's creates adopt one made from the same
+source), acts and answers. Azure holds all state; this process holds none but the
+guard, so any replica can answer any call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from elasticsan_snapshotter.csi._stubs import pb, pb_grpc
+from elasticsan_snapshotter.csi.errors import CapacityOutOfRange, InvalidPageToken
+from elasticsan_snapshotter.csi.inflight import InFlight
+from elasticsan_snapshotter.csi.naming import (
+    PARAM_ELASTIC_SAN,
+    PARAM_VOLUME_GROUP,
+    SNAPSHOT_PARAMETERS,
+    VOLUME_PARAMETERS,
+    check_parameters,
+    snapshot_name,
+    volume_name,
+)
+from elasticsan_snapshotter.csi.rpc import rpc
+from elasticsan_snapshotter.domain.decisions import (
+    GIB,
+    MAX_VOLUME_GIB,
+    SnapshotFailed,
+    bytes_to_gib,
+    restore_size_bytes,
+    snapshot_ready,
+)
+from elasticsan_snapshotter.domain.errors import InvalidRequest, NotFound
+from elasticsan_snapshotter.domain.identity import (
+    DiskSnapshotId,
+    ElasticSanId,
+    SnapshotId,
+    VolumeGroupId,
+    VolumeId,
+    parse_snapshot_handle,
+)
+from elasticsan_snapshotter.domain.ports import AzurePort, SnapshotInfo, VolumeInfo, VolumeSource
+
+log = logging.getLogger(__name__)
+
+Mode = pb.VolumeCapability.AccessMode
+# An Elastic SAN volume reached through iscsi.csi.k8s.io is attached to one node at a time.
+SUPPORTED_ACCESS_MODES = frozenset(
+    {
+        Mode.SINGLE_NODE_WRITER,
+        Mode.SINGLE_NODE_READER_ONLY,
+        Mode.SINGLE_NODE_SINGLE_WRITER,
+        Mode.SINGLE_NODE_MULTI_WRITER,
+    }
+)
+CONTROLLER_CAPABILITIES = (
+    pb.ControllerServiceCapability.RPC.CREATE_DELETE_VOLUME,
+    pb.ControllerServiceCapability.RPC.CREATE_DELETE_SNAPSHOT,
+    pb.ControllerServiceCapability.RPC.LIST_SNAPSHOTS,
+)
+
+
+class ControllerServicer(pb_grpc.ControllerServicer):
+    """Handlers for the advertised RPCs; the generated base answers UNIMPLEMENTED for the rest."""
+
+    def __init__(self, azure: AzurePort, subscription_id: str, managed_sans: Sequence[ElasticSanId]) -> None:
+        self._azure = azure
+        self._subscription = subscription_id
+        self._managed_sans = list(managed_sans)
+        self._inflight = InFlight()
+
+    # --- capabilities ---------------------------------------------------------------------
+
+    @rpc
+    async def ControllerGetCapabilities(
+        self, request: pb.ControllerGetCapabilitiesRequest, context: Any
+    ) -> pb.ControllerGetCapabilitiesResponse:
+        return pb.ControllerGetCapabilitiesResponse(
+            capabilities=[
+                pb.ControllerServiceCapability(rpc=pb.ControllerServiceCapability.RPC(type=kind))
+                for kind in CONTROLLER_CAPABILITIES
+            ]
+        )
+
+    # --- volumes --------------------------------------------------------------------------
+
+    @rpc
+    async def CreateVolume(self, request: pb.CreateVolumeRequest, context: Any) -> pb.CreateVolumeResponse:
+        if not request.name:
+            raise InvalidRequest("name is required")
+        if not request.volume_capabilities:
+            raise InvalidRequest("volume_capabilities are required")
+        problem = unsupported_capability(request.volume_capabilities)
+        if problem:
+            raise InvalidRequest(problem)
+        params = check_parameters(request.parameters, VOLUME_PARAMETERS, "volume")
+        source, source_gib = await self._content_source(request)
+        range_ = request.capacity_range if request.HasField("capacity_range") else None
+        size_gib = volume_size_gib(range_, source_gib)
+        volume = await self._place(request.name, params, source)
+        async with self._inflight.hold(volume.arm_id):
+            info = await self._azure.create_volume(volume, size_gib, source)
+        content = request.volume_content_source if request.HasField("volume_content_source") else None
+        return pb.CreateVolumeResponse(
+            volume=pb.Volume(
+                capacity_bytes=info.size_gib * GIB,
+                volume_id=info.id.handle(self._subscription),
+                volume_context=iscsi_context(info),
+                content_source=content,
+            )
+        )
+
+    async def _content_source(self, request: pb.CreateVolumeRequest) -> tuple[VolumeSource | None, int]:
+        """The source named by ``volume_content_source`` and its size in GiB (0 for an empty volume)."""
+        if not request.HasField("volume_content_source"):
+            return None, 0
+        content = request.volume_content_source
+        if not content.HasField("snapshot"):
+            raise InvalidRequest(
+                "only snapshots can be volume content sources; cloning volumes is not supported"
+            )
+        handle = content.snapshot.snapshot_id
+        try:
+            source = parse_snapshot_handle(handle, self._subscription)
+        except InvalidRequest:
+            raise NotFound(f"source snapshot {handle!r} not found: it is not a snapshot handle") from None
+        if isinstance(source, DiskSnapshotId):
+            disk = await self._azure.get_disk_snapshot(source)
+            return source, disk.size_gib or 0
+        snapshot = await self._azure.get_snapshot(source)
+        if not _ready_or_failed(snapshot):
+            raise InvalidRequest(
+                f"source snapshot {handle!r} is {snapshot.provisioning_state or 'not ready'}, not Succeeded"
+            )
+        return source, snapshot.source_volume_size_gib
+
+    async def _place(self, csi_name: str, params: dict[str, str], source: VolumeSource | None) -> VolumeId:
+        """Where a new volume goes: the parameters, else the source snapshot's group, else the default SAN."""
+        name = volume_name(csi_name)
+        if isinstance(source, SnapshotId) and not params:
+            return source.volume_group.volume(name)
+        san = self._san(params.get(PARAM_ELASTIC_SAN, ""))
+        group = params.get(PARAM_VOLUME_GROUP, "")
+        if group:
+            return san.volume_group(group).volume(name)
+        groups = await self._azure.list_volume_groups(san)
+        if len(groups) != 1:
+            raise InvalidRequest(
+                f"Elastic SAN {san.arm_id} has {len(groups)} volume groups; set the parameter "
+                f"{PARAM_VOLUME_GROUP!r} to choose one"
+            )
+        return groups[0].volume(name)
+
+    def _san(self, wanted: str) -> ElasticSanId:
+        """The SAN a parameter names (ARM ID or name of a managed SAN), or the first managed SAN."""
+        if not wanted:
+            if not self._managed_sans:
+                raise InvalidRequest(
+                    f"no managed Elastic SAN is configured; set the parameter {PARAM_ELASTIC_SAN!r}"
+                )
+            return self._managed_sans[0]
+        for san in self._managed_sans:
+            if wanted.lower() in (san.name.lower(), san.arm_id.lower()):
+                return san
+        if wanted.startswith("/") and not self._managed_sans:
+            return ElasticSanId.parse(wanted)
+        raise InvalidRequest(f"Elastic SAN {wanted!r} is not one of the managed SANs of this plugin")
+
+    @rpc
+    async def DeleteVolume(self, request: pb.DeleteVolumeRequest, context: Any) -> pb.DeleteVolumeResponse:
+        if not request.volume_id:
+            raise InvalidRequest("volume_id is required")
+        try:
+            volume = VolumeId.parse(request.volume_id, self._subscription)
+        except InvalidRequest:
+            log.info("DeleteVolume of %r: not a volume handle, so nothing to delete", request.volume_id)
+            return pb.DeleteVolumeResponse()
+        async with self._inflight.hold(volume.arm_id):
+            # Never silently: a volume with snapshots is refused (FAILED_PRECONDITION), as CSI asks.
+            with contextlib.suppress(NotFound):
+                await self._azure.delete_volume(volume, delete_snapshots=False)
+        return pb.DeleteVolumeResponse()
+
+    @rpc
+    async def ValidateVolumeCapabilities(
+        self, request: pb.ValidateVolumeCapabilitiesRequest, context: Any
+    ) -> pb.ValidateVolumeCapabilitiesResponse:
+        if not request.volume_id:
+            raise InvalidRequest("volume_id is required")
+        if not request.volume_capabilities:
+            raise InvalidRequest("volume_capabilities are required")
+        try:
+            volume = VolumeId.parse(request.volume_id, self._subscription)
+        except InvalidRequest:
+            raise NotFound(f"volume {request.volume_id!r} not found: it is not a volume handle") from None
+        await self._azure.get_volume(volume)
+        problem = unsupported_capability(request.volume_capabilities)
+        if problem:
+            return pb.ValidateVolumeCapabilitiesResponse(message=problem)
+        confirmed = pb.ValidateVolumeCapabilitiesResponse.Confirmed(
+            volume_context=request.volume_context,
+            volume_capabilities=request.volume_capabilities,
+            parameters=request.parameters,
+        )
+        return pb.ValidateVolumeCapabilitiesResponse(confirmed=confirmed)
+
+    # --- snapshots ------------------------------------------------------------------------
+
+    @rpc
+    async def CreateSnapshot(
+        self, request: pb.CreateSnapshotRequest, context: Any
+    ) -> pb.CreateSnapshotResponse:
+        if not request.name:
+            raise InvalidRequest("name is required")
+        if not request.source_volume_id:
+            raise InvalidRequest("source_volume_id is required")
+        check_parameters(request.parameters, SNAPSHOT_PARAMETERS, "snapshot")
+        try:
+            source = VolumeId.parse(request.source_volume_id, self._subscription)
+        except InvalidRequest:
+            raise NotFound(
+                f"source volume {request.source_volume_id!r} not found: not a volume handle"
+            ) from None
+        # Elastic SAN keeps a snapshot in the volume group of its volume.
+        snapshot = source.volume_group.snapshot(snapshot_name(request.name))
+        snapshot.handle(self._subscription)  # refuse before acting if the handle cannot fit CSI's limit
+        async with self._inflight.hold(snapshot.arm_id):
+            info = await self._azure.create_snapshot(snapshot, source)
+        # A failed snapshot raises here: re-issuing the same request cannot make it ready.
+        return pb.CreateSnapshotResponse(snapshot=self._snapshot(info, snapshot_ready(info)))
+
+    @rpc
+    async def DeleteSnapshot(
+        self, request: pb.DeleteSnapshotRequest, context: Any
+    ) -> pb.DeleteSnapshotResponse:
+        if not request.snapshot_id:
+            raise InvalidRequest("snapshot_id is required")
+        try:
+            snapshot = SnapshotId.parse(request.snapshot_id, self._subscription)
+        except InvalidRequest:
+            log.info("DeleteSnapshot of %r: not a snapshot handle, so nothing to delete", request.snapshot_id)
+            return pb.DeleteSnapshotResponse()
+        async with self._inflight.hold(snapshot.arm_id):
+            with contextlib.suppress(NotFound):
+                await self._azure.delete_snapshot(snapshot)
+        return pb.DeleteSnapshotResponse()
+
+    @rpc
+    async def ListSnapshots(self, request: pb.ListSnapshotsRequest, context: Any) -> pb.ListSnapshotsResponse:
+        if request.max_entries < 0:
+            raise InvalidRequest("max_entries must not be negative")
+        found = [s for s in await self._snapshots_for(request) if _ready_or_failed(s) is not None]
+        entries = sorted(self._entries(found), key=lambda e: e.snapshot.snapshot_id.lower())
+        start = page_start(request.starting_token, len(entries))
+        end = len(entries) if not request.max_entries else min(len(entries), start + request.max_entries)
+        return pb.ListSnapshotsResponse(
+            entries=entries[start:end], next_token=str(end) if end < len(entries) else ""
+        )
+
+    async def _snapshots_for(self, request: pb.ListSnapshotsRequest) -> list[SnapshotInfo]:
+        """Snapshots matching the filters; unknown or malformed IDs simply match nothing."""
+        try:
+            if request.snapshot_id:
+                snapshot = await self._azure.get_snapshot(
+                    SnapshotId.parse(request.snapshot_id, self._subscription)
+                )
+                wanted = request.source_volume_id
+                if wanted and snapshot.source_volume != VolumeId.parse(wanted, self._subscription):
+                    return []
+                return [snapshot]
+            if request.source_volume_id:
+                volume = VolumeId.parse(request.source_volume_id, self._subscription)
+                return await self._azure.list_snapshots(volume.volume_group, volume.name)
+        except (InvalidRequest, NotFound):
+            return []
+        return await self._all_snapshots()
+
+    async def _all_snapshots(self) -> list[SnapshotInfo]:
+        sans = self._managed_sans or [s.id for s in await self._azure.list_elastic_sans()]
+        found: list[SnapshotInfo] = []
+        for san in sans:
+            for group in await _groups_or_none(self._azure, san):
+                try:
+                    found.extend(await self._azure.list_snapshots(group))
+                except NotFound:
+                    continue  # the group went away while we were listing
+        return found
+
+    def _entries(self, snapshots: Iterable[SnapshotInfo]) -> list[pb.ListSnapshotsResponse.Entry]:
+        entries = []
+        for info in snapshots:
+            try:
+                snapshot = self._snapshot(info, bool(_ready_or_failed(info)))
+            except InvalidRequest as error:
+                log.warning("not listing snapshot %s: %s", info.id.arm_id, error)
+                continue
+            entries.append(pb.ListSnapshotsResponse.Entry(snapshot=snapshot))
+        return entries
+
+    def _snapshot(self, info: SnapshotInfo, ready: bool) -> pb.Snapshot:
+        created = Timestamp()
+        created.FromDatetime(info.created_at or datetime.now(UTC))
+        return pb.Snapshot(
+            size_bytes=restore_size_bytes(info.source_volume_size_gib),
+            snapshot_id=info.id.handle(self._subscription),
+            source_volume_id=info.source_volume.handle(self._subscription),
+            creation_time=created,
+            ready_to_use=ready,
+        )
+
+
+# --- pure helpers -------------------------------------------------------------------------
+
+
+def unsupported_capability(capabilities: Iterable[pb.VolumeCapability]) -> str:
+    """Why one of ``capabilities`` cannot be served, or ``""`` when all can."""
+    for capability in capabilities:
+        if not (capability.HasField("mount") or capability.HasField("block")):
+            return "a volume capability needs an access type, mount or block"
+        mode = capability.access_mode.mode
+        if mode not in SUPPORTED_ACCESS_MODES:
+            return (
+                f"access mode {Mode.Mode.Name(mode)} is not supported: an Elastic SAN volume attaches "
+                "to a single node"
+            )
+    return ""
+
+
+def volume_size_gib(capacity: pb.CapacityRange | None, minimum_gib: int) -> int:
+    """Whole GiB within the range (rounded up), at least ``minimum_gib`` (a source snapshot's size)."""
+    required = capacity.required_bytes if capacity is not None else 0
+    limit = capacity.limit_bytes if capacity is not None else 0
+    if required < 0 or limit < 0:
+        raise InvalidRequest("capacity_range must not hold negative sizes")
+    if limit and required > limit:
+        raise InvalidRequest(f"required_bytes {required} is larger than limit_bytes {limit}")
+    size = max(bytes_to_gib(required), minimum_gib)
+    if limit and size * GIB > limit:
+        raise CapacityOutOfRange(
+            f"the smallest fitting size is {size} GiB ({size * GIB} bytes), above limit_bytes {limit}"
+        )
+    if size > MAX_VOLUME_GIB:
+        raise CapacityOutOfRange(
+            f"{size} GiB is more than the largest Elastic SAN volume, {MAX_VOLUME_GIB} GiB"
+        )
+    return size
+
+
+def iscsi_context(info: VolumeInfo) -> dict[str, str]:
+    """What csi-driver-iscsi reads from a volume context to log in to the target."""
+    return {
+        "targetPortal": info.target_portal,
+        "iqn": info.target_iqn,
+        "lun": "0",
+        "portals": "[]",
+        "iscsiInterface": "default",
+        "discoveryCHAPAuth": "false",
+        "sessionCHAPAuth": "false",
+    }
+
+
+def page_start(token: str, total: int) -> int:
+    """The offset a ``starting_token`` stands for; tokens are offsets this service handed out."""
+    if not token:
+        return 0
+    if not token.isdigit() or int(token) > total:
+        raise InvalidPageToken(f"starting_token {token!r} is not valid for this listing")
+    return int(token)
+
+
+def _ready_or_failed(snapshot: SnapshotInfo) -> bool | None:
+    """Ready (True), still being cut (False), or failed (None: not listed, not restorable)."""
+    try:
+        return snapshot_ready(snapshot)
+    except SnapshotFailed:
+        return None
+
+
+async def _groups_or_none(azure: AzurePort, san: ElasticSanId) -> list[VolumeGroupId]:
+    try:
+        return await azure.list_volume_groups(san)
+    except NotFound:
+        log.warning("managed Elastic SAN %s not found; listing no snapshots from it", san.arm_id)
+        return []
+
+
+__all__ = [
+    "CONTROLLER_CAPABILITIES",
+    "SUPPORTED_ACCESS_MODES",
+    "ControllerServicer",
+    "iscsi_context",
+    "page_start",
+    "unsupported_capability",
+    "volume_size_gib",
+]
