@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SUCCESS = "Success"
+UNEXPECTED = "Unexpected"
 COPY_FROM_SAN_SNAPSHOT = "CopyFromSanSnapshot"
 
 # The request ID of the latest response seen in this task: azure-core calls the
@@ -151,7 +152,13 @@ class ElasticSanAzure:
                 if error.request_id is None:
                     error.request_id = _last_request_id.get()
                 self._record(operation, what, error.reason, started, error.request_id, write)
+                if error is exc:
+                    raise
                 raise error from exc
+            except Exception:
+                # A bug or an answer the SDK could not read: counted, then left as it is.
+                self._record(operation, what, UNEXPECTED, started, _last_request_id.get(), write)
+                raise
             self._record(operation, what, SUCCESS, started, _last_request_id.get(), write)
             return result
 

@@ -219,8 +219,8 @@ def translate(exc: BaseException, what: str = "") -> SnapshotterError:
     return cls(message, retry_after=delay, request_id=request_id(headers))
 
 
-TRANSLATED: tuple[type[BaseException], ...] = (AzureError, OSError)
-"""What the adapter translates; anything else is a bug and propagates unchanged."""
+TRANSLATED: tuple[type[BaseException], ...] = (AzureError, OSError, SnapshotterError)
+"""What the adapter turns into domain errors (domain errors pass as they are); anything else is a bug."""
 
 __all__ = [
     "CODE_TABLE",
