@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -40,7 +40,6 @@ class EmulatorConfig:
     # "refuse": deleting a volume with snapshots needs x-ms-delete-snapshots: true.
     # "delete": snapshots always go with the volume.
     volume_delete_with_snapshots: str = "refuse"
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def format_seconds(value: float) -> str:

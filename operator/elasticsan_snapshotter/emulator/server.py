@@ -121,8 +121,9 @@ class Emulator:
         except ArmError as error:
             response = error.response()
         except _Dropped:
-            self.counters.add(request.method, kind if kind != "unknown" else _kind_of(path), DROPPED)
-            raise
+            self.counters.add(request.method, _kind_of(path), DROPPED)
+            # The transport is already aborted: nothing of this response reaches the client.
+            return web.Response(status=500)
         self.counters.add(request.method, kind if kind != "unknown" else _kind_of(path), response.status)
         return response
 
