@@ -186,6 +186,7 @@ def emulator_config(
         credential_scopes=(MANAGEMENT_SCOPE,),
         polling_interval=0.2,
         retry=RetryConfig(status=RETRY_STATUS, backoff_factor=0.05, backoff_max=1.0),
+        max_snapshots_per_volume=EMULATOR_SNAPSHOT_LIMIT,
         pacing=pacing
         or PacingConfig(snapshots_per_volume=1000, write_rate_per_second=100.0, write_burst=100),
     )

@@ -260,27 +260,13 @@ async def test_delete_volume_without_snapshots(backend: Backend) -> None:
 # -- capacity and limits ----------------------------------------------------------------
 
 
-def capacity_code_is_shared(backend: Backend, request: pytest.FixtureRequest) -> None:
-    if backend.is_emulator:
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="the emulator answers a full SAN with QuotaExceeded, the code of its count limits; "
-                "capacity needs a code of its own",
-                raises=LimitReached,
-                strict=False,
-            )
-        )
-
-
-async def test_capacity_exhausted_for_a_volume(backend: Backend, request: pytest.FixtureRequest) -> None:
-    capacity_code_is_shared(backend, request)
+async def test_capacity_exhausted_for_a_volume(backend: Backend) -> None:
     with pytest.raises(CapacityExhausted) as caught:
         await backend.port.create_volume(backend.new_volume("tiny"), 1025)
     assert caught.value.retryable
 
 
-async def test_capacity_exhausted_for_a_snapshot(backend: Backend, request: pytest.FixtureRequest) -> None:
-    capacity_code_is_shared(backend, request)
+async def test_capacity_exhausted_for_a_snapshot(backend: Backend) -> None:
     volume = await a_volume(backend, 1000, san="tiny")
     try:
         await backend.port.create_snapshot(backend.new_snapshot(volume), volume)  # the first is free

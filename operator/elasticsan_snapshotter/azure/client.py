@@ -27,10 +27,16 @@ from azure.mgmt.elasticsan.aio import ElasticSanMgmtClient
 from elasticsan_snapshotter import metrics
 from elasticsan_snapshotter.azure.config import AzureConfig
 from elasticsan_snapshotter.azure.credentials import build_credential
-from elasticsan_snapshotter.azure.errors import TRANSLATED, request_id, translate
+from elasticsan_snapshotter.azure.errors import (
+    TRANSLATED,
+    is_ambiguous_quota,
+    quota_error,
+    request_id,
+    translate,
+)
 from elasticsan_snapshotter.azure.pacing import Pacing
 from elasticsan_snapshotter.domain.decisions import VolumeHasSnapshots
-from elasticsan_snapshotter.domain.errors import AlreadyExists, InvalidRequest, NotFound
+from elasticsan_snapshotter.domain.errors import AlreadyExists, InvalidRequest, LimitReached, NotFound
 from elasticsan_snapshotter.domain.identity import (
     DiskSnapshotId,
     ElasticSanId,
@@ -239,7 +245,12 @@ class ElasticSanAzure:
             )
             return self._volume_info(await poller.result(), volume)
 
-        return await self._call("volume.create", volume.arm_id, action, write=True)
+        async def at_count_limit() -> bool:
+            return len(await self.list_volumes(volume.volume_group)) >= self.config.max_volumes_per_group
+
+        return await self._quota_decided(
+            self._call("volume.create", volume.arm_id, action, write=True), at_count_limit
+        )
 
     async def delete_volume(self, volume: VolumeId, *, delete_snapshots: bool) -> None:
         if not delete_snapshots:
@@ -299,7 +310,13 @@ class ElasticSanAzure:
             )
             return self._snapshot_info(await poller.result(), snapshot)
 
-        return await self._call("snapshot.create", snapshot.arm_id, action, write=True)
+        async def at_count_limit() -> bool:
+            taken = await self.list_snapshots(source.volume_group, source.name)
+            return len(taken) >= self.config.max_snapshots_per_volume
+
+        return await self._quota_decided(
+            self._call("snapshot.create", snapshot.arm_id, action, write=True), at_count_limit
+        )
 
     async def list_snapshots(
         self, volume_group: VolumeGroupId, volume_name: str | None = None
@@ -393,6 +410,19 @@ class ElasticSanAzure:
             return await lookup
         except NotFound:
             return None
+
+    @staticmethod
+    async def _quota_decided(create: Awaitable[T], at_count_limit: Callable[[], Awaitable[bool]]) -> T:
+        """A create whose quota answer names no cause learns it from the state: a count or capacity."""
+        try:
+            return await create
+        except LimitReached as error:
+            if not is_ambiguous_quota(error.__cause__):
+                raise
+            decided = quota_error(error, at_count_limit=await at_count_limit())
+            if decided is error:
+                raise
+            raise decided from error.__cause__
 
     @staticmethod
     async def _deleted(deletion: Awaitable[None]) -> None:

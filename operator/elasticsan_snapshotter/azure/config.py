@@ -101,6 +101,9 @@ class AzureConfig:
     """Seconds between polls of long-running operations when the service sends no ``Retry-After``."""
     retry: RetryConfig = field(default_factory=RetryConfig)
     pacing: PacingConfig = field(default_factory=PacingConfig)
+    max_snapshots_per_volume: int = 200
+    max_volumes_per_group: int = 1000
+    """Service limits; they tell a count limit from a full SAN when an answer (QuotaExceeded) names neither."""
 
     def __post_init__(self) -> None:
         if not self.subscription_id:

@@ -219,15 +219,34 @@ def translate(exc: BaseException, what: str = "") -> SnapshotterError:
     return cls(message, retry_after=delay, request_id=request_id(headers))
 
 
+AMBIGUOUS_QUOTA_CODES = frozenset({"quotaexceeded"})
+"""Codes that say a quota is exhausted without saying which: a count limit or the SAN's capacity."""
+
+
+def is_ambiguous_quota(exc: BaseException | None) -> bool:
+    code = error_code(exc) if exc is not None else None
+    return code is not None and code.lower() in AMBIGUOUS_QUOTA_CODES
+
+
+def quota_error(error: LimitReached, *, at_count_limit: bool) -> SnapshotterError:
+    """An ambiguous quota answer, decided by state: at the count limit it is that limit, else the SAN is full."""
+    if at_count_limit:
+        return error
+    return CapacityExhausted(error.message, request_id=error.request_id)
+
+
 TRANSLATED: tuple[type[BaseException], ...] = (AzureError, OSError, SnapshotterError)
 """What the adapter turns into domain errors (domain errors pass as they are); anything else is a bug."""
 
 __all__ = [
+    "AMBIGUOUS_QUOTA_CODES",
     "CODE_TABLE",
     "REQUEST_ID_HEADERS",
     "TRANSLATED",
     "classify",
     "error_code",
+    "is_ambiguous_quota",
+    "quota_error",
     "request_id",
     "retry_after",
     "translate",

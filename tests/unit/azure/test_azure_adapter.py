@@ -19,7 +19,7 @@ from elasticsan_snapshotter import metrics
 from elasticsan_snapshotter.azure.client import ElasticSanAzure, _on_response
 from elasticsan_snapshotter.azure.config import AzureConfig
 from elasticsan_snapshotter.domain.decisions import VolumeHasSnapshots
-from elasticsan_snapshotter.domain.errors import AlreadyExists, NotFound, Throttled
+from elasticsan_snapshotter.domain.errors import AlreadyExists, NotFound, SnapshotterError, Throttled
 from elasticsan_snapshotter.domain.identity import ElasticSanId, SnapshotId, VolumeId
 
 pytestmark = pytest.mark.unit
@@ -252,3 +252,30 @@ async def test_missing_resources_raise_not_found(
     monkeypatch.setattr(adapter._san.volumes, "get", get)
     with pytest.raises(NotFound):
         await adapter.get_volume(VOLUME)
+
+
+@pytest.mark.parametrize(("existing", "expected"), [(1, "CapacityExhausted"), (200, "LimitReached")])
+async def test_an_ambiguous_quota_answer_is_decided_by_the_snapshot_count(
+    adapter: ElasticSanAzure, monkeypatch: pytest.MonkeyPatch, existing: int, expected: str
+) -> None:
+    async def get(*args: Any, **kwargs: Any) -> em.Snapshot:
+        raise http_error(404, "ResourceNotFound", "g", ResourceNotFoundError)
+
+    async def begin_create(*args: Any, **kwargs: Any) -> Poller:
+        raise http_error(409, "QuotaExceeded", "q")
+
+    class Pages:
+        def __aiter__(self) -> AsyncIterator[em.Snapshot]:
+            async def walk() -> AsyncIterator[em.Snapshot]:
+                for n in range(existing):
+                    yield snapshot_model(GROUP.snapshot(f"s{n}"), VOLUME)
+
+            return walk()
+
+    monkeypatch.setattr(adapter._san.volume_snapshots, "get", get)
+    monkeypatch.setattr(adapter._san.volume_snapshots, "begin_create", begin_create)
+    monkeypatch.setattr(adapter._san.volume_snapshots, "list_by_volume_group", lambda *a, **k: Pages())
+    with pytest.raises(SnapshotterError) as caught:
+        await adapter.create_snapshot(SNAPSHOT, VOLUME)
+    assert caught.value.reason == expected
+    assert caught.value.request_id == "q"

@@ -20,7 +20,14 @@ from azure.core.rest import HttpRequest
 from azure.identity import CredentialUnavailableError
 from azure.mgmt.core.exceptions import ARMErrorFormat
 
-from elasticsan_snapshotter.azure.errors import classify, request_id, retry_after, translate
+from elasticsan_snapshotter.azure.errors import (
+    classify,
+    is_ambiguous_quota,
+    quota_error,
+    request_id,
+    retry_after,
+    translate,
+)
 from elasticsan_snapshotter.domain.decisions import VolumeHasSnapshots
 from elasticsan_snapshotter.domain.errors import (
     AlreadyExists,
@@ -220,3 +227,20 @@ def test_domain_errors_pass_through_unchanged() -> None:
 def test_messages_do_not_contain_tokens_from_headers() -> None:
     exc = arm_error(403, "AuthorizationFailed", headers={"Authorization": "Bearer secret-token"})
     assert "secret-token" not in translate(exc).message
+
+
+def test_quota_exceeded_is_a_limit_until_the_state_says_otherwise() -> None:
+    exc = arm_error(409, "QuotaExceeded", headers={"x-ms-request-id": "q"})
+    error = translate(exc)
+    assert type(error) is LimitReached
+    assert is_ambiguous_quota(exc)
+    assert quota_error(error, at_count_limit=True) is error
+    full = quota_error(error, at_count_limit=False)
+    assert type(full) is CapacityExhausted
+    assert full.request_id == "q"
+
+
+def test_specific_codes_are_not_ambiguous() -> None:
+    assert not is_ambiguous_quota(arm_error(409, "CapacityExhausted"))
+    assert not is_ambiguous_quota(arm_error(409, "LimitReached"))
+    assert not is_ambiguous_quota(None)
