@@ -30,7 +30,9 @@ from elasticsan_snapshotter.azure.credentials import build_credential
 from elasticsan_snapshotter.azure.errors import (
     TRANSLATED,
     is_ambiguous_quota,
+    is_ambiguous_refusal,
     quota_error,
+    refusal_error,
     request_id,
     translate,
 )
@@ -45,6 +47,7 @@ from elasticsan_snapshotter.domain.identity import (
     VolumeId,
 )
 from elasticsan_snapshotter.domain.ports import (
+    SUCCEEDED,
     DiskSnapshotInfo,
     ElasticSanInfo,
     SnapshotInfo,
@@ -248,8 +251,9 @@ class ElasticSanAzure:
         async def at_count_limit() -> bool:
             return len(await self.list_volumes(volume.volume_group)) >= self.config.max_volumes_per_group
 
+        creating = self._call("volume.create", volume.arm_id, action, write=True)
         return await self._quota_decided(
-            self._call("volume.create", volume.arm_id, action, write=True), at_count_limit
+            self._refusal_decided(creating, lambda: self._source_ready(source)), at_count_limit
         )
 
     async def delete_volume(self, volume: VolumeId, *, delete_snapshots: bool) -> None:
@@ -390,7 +394,8 @@ class ElasticSanAzure:
             )
             return self._disk_snapshot_info(await poller.result(), disk_snapshot)
 
-        return await self._call("disk_snapshot.create", disk_snapshot.arm_id, action, write=True)
+        creating = self._call("disk_snapshot.create", disk_snapshot.arm_id, action, write=True)
+        return await self._refusal_decided(creating, lambda: self._source_ready(source))
 
     async def delete_disk_snapshot(self, disk_snapshot: DiskSnapshotId) -> None:
         async def action() -> None:
@@ -423,6 +428,30 @@ class ElasticSanAzure:
             if decided is error:
                 raise
             raise decided from error.__cause__
+
+    @staticmethod
+    async def _refusal_decided(create: Awaitable[T], source_ready: Callable[[], Awaitable[bool]]) -> T:
+        """A create refused without a cause named: a source not ready yet passes, a ready one never will."""
+        try:
+            return await create
+        except InvalidRequest as error:
+            if not is_ambiguous_refusal(error.__cause__):
+                raise
+            decided = refusal_error(error, source_ready=await source_ready())
+            if decided is error:
+                raise
+            raise decided from error.__cause__
+
+    async def _source_ready(self, source: VolumeSource | None) -> bool:
+        try:
+            if isinstance(source, SnapshotId):
+                return (await self.get_snapshot(source)).provisioning_state == SUCCEEDED
+            if isinstance(source, DiskSnapshotId):
+                info = await self.get_disk_snapshot(source)
+                return info.provisioning_state == SUCCEEDED and info.completion_percent >= 100
+        except NotFound:
+            pass  # a missing source is no matter of waiting
+        return True
 
     @staticmethod
     async def _deleted(deletion: Awaitable[None]) -> None:

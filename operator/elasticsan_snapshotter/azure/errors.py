@@ -235,18 +235,37 @@ def quota_error(error: LimitReached, *, at_count_limit: bool) -> SnapshotterErro
     return CapacityExhausted(error.message, request_id=error.request_id)
 
 
+AMBIGUOUS_REFUSAL_CODES = frozenset({"operationnotallowed"})
+"""Codes that refuse a create without saying whether the source is not ready yet or never usable."""
+
+
+def is_ambiguous_refusal(exc: BaseException | None) -> bool:
+    code = error_code(exc) if exc is not None else None
+    return code is not None and code.lower() in AMBIGUOUS_REFUSAL_CODES
+
+
+def refusal_error(error: InvalidRequest, *, source_ready: bool) -> SnapshotterError:
+    """An ambiguous refusal, decided by state: final if the source is ready, else it passes."""
+    if source_ready:
+        return error
+    return Transient(error.message, request_id=error.request_id)
+
+
 TRANSLATED: tuple[type[BaseException], ...] = (AzureError, OSError, SnapshotterError)
 """What the adapter turns into domain errors (domain errors pass as they are); anything else is a bug."""
 
 __all__ = [
     "AMBIGUOUS_QUOTA_CODES",
+    "AMBIGUOUS_REFUSAL_CODES",
     "CODE_TABLE",
     "REQUEST_ID_HEADERS",
     "TRANSLATED",
     "classify",
     "error_code",
     "is_ambiguous_quota",
+    "is_ambiguous_refusal",
     "quota_error",
+    "refusal_error",
     "request_id",
     "retry_after",
     "translate",

@@ -23,7 +23,9 @@ from azure.mgmt.core.exceptions import ARMErrorFormat
 from elasticsan_snapshotter.azure.errors import (
     classify,
     is_ambiguous_quota,
+    is_ambiguous_refusal,
     quota_error,
+    refusal_error,
     request_id,
     retry_after,
     translate,
@@ -244,3 +246,12 @@ def test_specific_codes_are_not_ambiguous() -> None:
     assert not is_ambiguous_quota(arm_error(409, "CapacityExhausted"))
     assert not is_ambiguous_quota(arm_error(409, "LimitReached"))
     assert not is_ambiguous_quota(None)
+
+
+def test_operation_not_allowed_is_final_unless_the_source_is_not_ready() -> None:
+    exc = arm_error(409, "OperationNotAllowed")
+    error = translate(exc)
+    assert type(error) is InvalidRequest
+    assert is_ambiguous_refusal(exc)
+    assert refusal_error(error, source_ready=True) is error
+    assert type(refusal_error(error, source_ready=False)) is Transient
