@@ -52,6 +52,12 @@ def main(args: argparse.Namespace) -> int:
         return 2
     configure_logging(settings.log_format)
     log.info("starting csi-controller", extra={"settings": settings.redacted()})
+    if settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        from elasticsan_snapshotter import metrics
+
+        start_http_server(settings.metrics_port, registry=metrics.REGISTRY)
     asyncio.run(_run(settings, args.endpoint, managed))
     return 0
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import socket as socketlib
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from concurrent import futures
@@ -37,6 +39,12 @@ FAST_EMULATOR = ("--lro-retry-after", "0", "--throttle-retry-after", "0")
 def unique_driver_name() -> str:
     """A driver name no other test (or the operator's snapshotter) uses."""
     return f"csi.{uuid.uuid4().hex[:8]}.elasticsan.snapshotter.dev"
+
+
+def free_port() -> int:
+    with socketlib.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def short_dir(prefix: str) -> Path:
@@ -90,12 +98,17 @@ class Plugin:
     driver_name: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    metrics_port: int
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as answer:
+            return str(answer.read().decode())
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def plugin_env(info: EmulatorInfo, driver_name: str) -> dict[str, str]:
+def plugin_env(info: EmulatorInfo, driver_name: str, metrics_port: int) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         {
@@ -110,6 +123,7 @@ def plugin_env(info: EmulatorInfo, driver_name: str) -> dict[str, str]:
             "ESS_MANAGED_SANS": san_arm_id(info),
             "ESS_POLLING_INTERVAL": "0.1",
             "ESS_LOG_FORMAT": "text",
+            "ESS_METRICS_PORT": str(metrics_port),
         }
     )
     return env
@@ -121,15 +135,16 @@ def csi_controller(info: EmulatorInfo, workdir: Path, driver_name: str) -> Itera
     socket = workdir / "controller.sock"
     endpoint = f"unix://{socket}"
     log_path = workdir / "csi-controller.log"
+    metrics_port = free_port()
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "elasticsan_snapshotter", "csi-controller", "--endpoint", endpoint],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=plugin_env(info, driver_name),
+            env=plugin_env(info, driver_name, metrics_port),
         )
-    plugin = Plugin(endpoint, socket, driver_name, process, log_path)
+    plugin = Plugin(endpoint, socket, driver_name, process, log_path, metrics_port)
     try:
         wait_ready(plugin)
         yield plugin

@@ -103,6 +103,9 @@ def test_csi_sanity_passes(
     assert run.returncode == 0, output[-5000:]
     assert int(found["passed"]) > 0
     assert_every_spec_of_ours_ran(report)
+    served = plugin.metrics()
+    for method in ("CreateVolume", "CreateSnapshot", "ListSnapshots", "DeleteSnapshot", "DeleteVolume"):
+        assert f'elasticsan_snapshotter_csi_rpcs_total{{code="OK",method="{method}"}}' in served, method
 
 
 def skipped_by_list(report: Path) -> dict[str, int]:
