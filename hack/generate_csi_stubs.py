@@ -106,7 +106,11 @@ def generate(proto: Path, wanted: dict[str, str]) -> None:
 
 
 def main() -> int:
-    version, proto = pinned_proto()
+    try:
+        version, proto = pinned_proto()
+    except Exception as exc:  # the build script's BuildError: no Go, no network, bad checksum
+        print(f"error: cannot fetch the pinned csi.proto: {exc}", file=sys.stderr)
+        return 1
     proto_sha = sha256(proto)
     pin = _load("csi_pin", PIN_FILE)
     if proto_sha != pin.PROTO_SHA256 or version != pin.CSI_SPEC_VERSION:
