@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: test lint binaries cluster install stubs
+.PHONY: test lint binaries cluster install stubs demo
 
 install: $(VENV)/.installed
 
@@ -33,3 +33,7 @@ test: lint binaries
 
 cluster: install binaries
 	$(BIN)/python -m elasticsan_snapshotter.local_cluster
+
+# The first five minutes: control plane, emulator, operator, snapshot, restore and export, then clean up.
+demo: install binaries
+	$(BIN)/elasticsan-snapshotter demo

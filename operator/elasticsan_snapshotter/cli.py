@@ -21,6 +21,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "elasticsan_snapshotter.operator_command",
     "elasticsan_snapshotter.emulator.cli",
     "elasticsan_snapshotter.csi.cli",
+    "elasticsan_snapshotter.demo",
 )
 
 
