@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from elasticsan_snapshotter.domain.errors import InvalidRequest, NotFound, SnapshotterError
+from elasticsan_snapshotter.domain.errors import InvalidRequest, NotFound, SnapshotterError, Transient
 from elasticsan_snapshotter.domain.identity import ElasticSanId, VolumeId
 from elasticsan_snapshotter.domain.ports import AzurePort, VolumeInfo
 
@@ -33,6 +33,12 @@ class UnmappedVolume(InvalidRequest):
     """Nothing ties the PersistentVolume to an Elastic SAN volume the operator manages."""
 
     reason = "UnmappedVolume"
+
+
+class IndexRefreshPending(Transient):
+    """A lookup missed an index that was refreshed too recently to refresh again; retry later."""
+
+    reason = "IndexRefreshPending"
 
 
 class UnmanagedElasticSan(InvalidRequest):
@@ -110,7 +116,7 @@ class SanIndex:
         managed: Iterable[ElasticSanId],
         *,
         ttl: float = 600.0,
-        miss_refresh_interval: float = 60.0,
+        miss_refresh_interval: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._azure = azure
@@ -150,6 +156,7 @@ class SanIndex:
         """
         stale_error: SnapshotterError | None = None
         now = self._clock()
+        refreshes_before = self.refresh_count
         if self._refreshed_at is None or now - self._refreshed_at >= self.ttl:
             try:
                 await self._refresh_if_older_than(None if self._refreshed_at is None else now - self.ttl)
@@ -164,10 +171,18 @@ class SanIndex:
             raise stale_error
         now = self._clock()
         assert self._refreshed_at is not None  # set by the refresh above or earlier
-        if now - self._refreshed_at >= self.miss_refresh_interval:
-            await self._refresh_if_older_than(now - self.miss_refresh_interval)
-            found = self._find(target)
-        return found
+        if self.refresh_count > refreshes_before:
+            return None  # the index was rebuilt during this lookup: the miss is real
+        age = now - self._refreshed_at
+        if age < self.miss_refresh_interval:
+            # The volume may be newer than the index; a miss is only trusted after a refresh.
+            raise IndexRefreshPending(
+                f"iSCSI target {target.iqn!r} is not in the index of managed Elastic SANs built "
+                f"{age:.0f}s ago; looking again after the next refresh",
+                retry_after=self.miss_refresh_interval - age,
+            )
+        await self._refresh_if_older_than(now - self.miss_refresh_interval)
+        return self._find(target)
 
     def candidates(self, target: IscsiTarget) -> list[VolumeInfo]:
         """Volumes whose IQN matches, whatever their portal (to explain a portal mismatch)."""
@@ -318,6 +333,7 @@ __all__ = [
     "ISCSI_DEFAULT_PORT",
     "ISCSI_DRIVER",
     "VOLUME_ID_ANNOTATION",
+    "IndexRefreshPending",
     "IscsiTarget",
     "SanIndex",
     "UnmanagedElasticSan",

@@ -9,22 +9,18 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from azure.identity import ClientSecretCredential
 from azure.mgmt.elasticsan import ElasticSanMgmtClient
 from kubernetes import client as k8s
-from operator_scenario import Kube
+from operator_scenario import RESOURCE_GROUP, SAN, VOLUME_GROUP, Kube
 
 from elasticsan_snapshotter.emulator.process import EmulatorProcess
 from elasticsan_snapshotter.local_cluster import LocalCluster
 from elasticsan_snapshotter.local_cluster.operator_process import OperatorProcess
 
-RESOURCE_GROUP = "rg-ess"
-SAN = "san1"
-VOLUME_GROUP = "vg1"
 FAST = ("--lro-retry-after", "0", "--throttle-retry-after", "1", "--export-seconds", "2")
 
 
@@ -148,12 +144,3 @@ def source_volume(esan: ElasticSanMgmtClient) -> Callable[..., Any]:
         return poller.result()
 
     return create
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def write(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -10,6 +11,10 @@ from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
 from elasticsan_snapshotter import DRIVER_NAME
+
+RESOURCE_GROUP = "rg-ess"
+SAN = "san1"
+VOLUME_GROUP = "vg1"
 
 T = TypeVar("T")
 GROUP, VERSION = "snapshot.storage.k8s.io", "v1"
@@ -223,3 +228,30 @@ class Kube:
             return next((e for e in self.events(namespace, name) if e.reason == reason), None)
 
         return wait_for(f"event {reason} on {namespace}/{name}", find, timeout)
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def static_claim(kube: Kube, namespace: str, volume: Any, storage_class: str) -> str:
+    """An existing Elastic SAN volume as users attach it today: a static iSCSI PV and a claim."""
+    target = volume.storage_target
+    pv = unique_name("esan-pv")
+    kube.create_static_volume(
+        pv,
+        storage_class,
+        iqn=target.target_iqn,
+        portal=f"{target.target_portal_hostname}:{target.target_portal_port}",
+    )
+    kube.create_claim(namespace, "data", storage_class, volume_name=pv)
+    kube.wait_claim_bound(namespace, "data")
+    return pv
+
+
+def snapshots_of(esan: Any, volume_name: str) -> list[Any]:
+    return list(
+        esan.volume_snapshots.list_by_volume_group(
+            RESOURCE_GROUP, SAN, VOLUME_GROUP, filter=f"volumeName eq {volume_name}"
+        )
+    )

@@ -6,36 +6,21 @@ from collections.abc import Callable
 from typing import Any
 
 from azure.mgmt.elasticsan import ElasticSanMgmtClient
-from operator_scenario import Kube, wait_for
+from operator_scenario import (
+    RESOURCE_GROUP,
+    SAN,
+    VOLUME_GROUP,
+    Kube,
+    snapshots_of,
+    static_claim,
+    unique_name,
+    wait_for,
+)
 
-from conftest import RESOURCE_GROUP, SAN, VOLUME_GROUP, unique
 from elasticsan_snapshotter.emulator.process import EmulatorProcess
 from elasticsan_snapshotter.local_cluster.operator_process import OperatorProcess
 
 GIB = 2**30
-
-
-def static_claim(kube: Kube, namespace: str, volume: Any, storage_class: str) -> str:
-    """An existing Elastic SAN volume as users attach it today: a static iSCSI PV and a claim."""
-    target = volume.storage_target
-    pv = unique("esan-pv")
-    kube.create_static_volume(
-        pv,
-        storage_class,
-        iqn=target.target_iqn,
-        portal=f"{target.target_portal_hostname}:{target.target_portal_port}",
-    )
-    kube.create_claim(namespace, "data", storage_class, volume_name=pv)
-    kube.wait_claim_bound(namespace, "data")
-    return pv
-
-
-def snapshots_of(esan: ElasticSanMgmtClient, volume_name: str) -> list[Any]:
-    return list(
-        esan.volume_snapshots.list_by_volume_group(
-            RESOURCE_GROUP, SAN, VOLUME_GROUP, filter=f"volumeName eq {volume_name}"
-        )
-    )
 
 
 def test_dynamic_snapshot_restore_and_delete(
@@ -47,7 +32,7 @@ def test_dynamic_snapshot_restore_and_delete(
     source_volume: Callable[..., Any],
 ) -> None:
     volume = source_volume(10)
-    storage_class, snapshot_class = unique("esan"), unique("esan-snap")
+    storage_class, snapshot_class = unique_name("esan"), unique_name("esan-snap")
     kube.create_storage_class(storage_class)
     kube.create_snapshot_class(snapshot_class, "Delete")
     static_claim(kube, namespace, volume, storage_class)

@@ -13,6 +13,7 @@ from elasticsan_snapshotter.domain.identity import ElasticSanId, VolumeId
 from elasticsan_snapshotter.domain.mapping import (
     ISCSI_DRIVER,
     VOLUME_ID_ANNOTATION,
+    IndexRefreshPending,
     IscsiTarget,
     SanIndex,
     UnmanagedElasticSan,
@@ -257,8 +258,10 @@ async def test_a_storm_of_unknown_iqns_costs_one_refresh(
     results = await asyncio.gather(*(index.lookup(t) for t in unknown))
     assert results == [None] * 100
     assert index.refresh_count == 2  # the first refresh plus one for the whole storm
-    for t in unknown:  # within the miss interval: no more list calls
-        assert await index.lookup(t) is None
+    for t in unknown:  # within the miss interval: no more list calls, and a retryable answer
+        with pytest.raises(IndexRefreshPending) as pending:
+            await index.lookup(t)
+        assert pending.value.retryable
     assert index.refresh_count == 2
     assert azure.calls["list_volume_groups"] == 2
 
@@ -270,10 +273,12 @@ async def test_misses_refresh_again_after_the_interval(
     await index.lookup(target)
     assert index.refresh_count == 1  # the first lookup fills the index; its miss does not repeat it
     clock.advance(59)
-    await index.lookup(target)
+    with pytest.raises(IndexRefreshPending) as pending:
+        await index.lookup(target)  # the volume may be newer than the index: not final yet
+    assert pending.value.retry_after == pytest.approx(1)
     assert index.refresh_count == 1
     clock.advance(1)
-    await index.lookup(target)
+    assert await index.lookup(target) is None  # a fresh index confirms the miss
     assert index.refresh_count == 2
 
 
