@@ -111,5 +111,10 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(info) + "\n")
         sys.stdout.flush()
 
-    asyncio.run(serve(config, ready))
+    try:
+        asyncio.run(serve(config, ready))
+    except (ValueError, OSError) as error:
+        # Bad fault specs, seed files or state, or a port in use: a message, not a traceback.
+        sys.stderr.write(f"elasticsan-snapshotter emulator: {error}\n")
+        return 2
     return 0

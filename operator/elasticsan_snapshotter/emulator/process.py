@@ -12,6 +12,7 @@ Standard library only, so it can be used where the emulator's own dependencies a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -266,14 +267,19 @@ class EmulatorProcess:
         env = dict(os.environ if self.env is None else self.env)
         # The emulator must write its ready line unbuffered and nothing else to stdout.
         env["PYTHONUNBUFFERED"] = "1"
-        self._process = subprocess.Popen(
-            self.command(),
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            env=env,
-        )
+        try:
+            self._process = subprocess.Popen(
+                self.command(),
+                stdout=subprocess.PIPE,
+                stderr=self._log,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                env=env,
+            )
+        except OSError as error:
+            self._log.close()
+            self._log = None
+            raise EmulatorError(f"cannot run the emulator: {error}") from error
         line = self._read_ready_line(self._process)
         try:
             self._info = EmulatorInfo.from_json(line)
@@ -289,18 +295,18 @@ class EmulatorProcess:
         assert stdout is not None
         threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
         deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
+        line: str | None = None
+        while line is None and time.monotonic() < deadline:
             try:
                 line = lines.get(timeout=0.05)
             except queue.Empty:
-                if process.poll() is not None and lines.empty():
-                    time.sleep(0.05)
-                    if lines.empty():
-                        break
                 continue
-            if line.strip():
-                return line
-            break
+        if line is not None and line.strip():
+            return line
+        if line is not None:
+            # stdout closed without a ready line: the process is on its way out.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=self.stop_timeout)
         if process.poll() is None:
             self._terminate()
             raise EmulatorError(

@@ -49,6 +49,14 @@ async def test_async_elasticsan_and_export(info: EmulatorInfo, rg: str, emulator
         san = await poller.result()
         assert san.provisioning_state == ProvisioningStates.SUCCEEDED
         await (await esan.volume_groups.begin_create(rg, "san1", "vg1", {})).result()
+        patched = await (
+            await esan.volume_groups.begin_update(
+                rg, "san1", "vg1", {"properties": {"protocolType": "Iscsi"}}
+            )
+        ).result()
+        assert patched.protocol_type == "Iscsi"
+        assert [g.name async for g in esan.volume_groups.list_by_elastic_san(rg, "san1")] == ["vg1"]
+        assert (await esan.volume_groups.get(rg, "san1", "vg1")).name == "vg1"
         await (await esan.elastic_sans.begin_update(rg, "san1", {"properties": {"baseSizeTiB": 2}})).result()
         assert (await esan.elastic_sans.get(rg, "san1")).total_iops == 10000
 
@@ -77,6 +85,7 @@ async def test_async_elasticsan_and_export(info: EmulatorInfo, rg: str, emulator
             await esan.volume_snapshots.begin_create(rg, "san1", "vg1", "snap1", snapshot_body(volume_id))
         ).result()
         assert snapshot.id is not None
+        assert (await esan.volume_snapshots.get(rg, "san1", "vg1", "snap1")).volume_name == "vol0"
         found = [
             s.name
             async for s in esan.volume_snapshots.list_by_volume_group(

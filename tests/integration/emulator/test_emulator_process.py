@@ -112,8 +112,9 @@ def test_seed_file_precreates_resources_once(start_emulator: StartEmulator, tmp_
 
 def test_a_process_that_dies_is_reported_with_its_log(tmp_path: Path) -> None:
     process = EmulatorProcess(tmp_path / "bad", extra_args=["--faults", "put:volumes:nonsense:1"])
-    with pytest.raises(EmulatorError, match="exited with status"):
+    with pytest.raises(EmulatorError, match="exited with status 2") as error:
         process.start()
+    assert "unknown action 'nonsense'" in str(error.value)
     assert not process.running()
 
 
