@@ -20,10 +20,12 @@ from elasticsan_snapshotter.domain.mapping import SanIndex
 from elasticsan_snapshotter.domain.ports import AzurePort
 from elasticsan_snapshotter.kubernetes.api import Body, KubeApi
 from elasticsan_snapshotter.kubernetes.events import EventRecorder
+from elasticsan_snapshotter.kubernetes.exporter import ExportGuard, ExportReconciler
 from elasticsan_snapshotter.kubernetes.provisioner import ClaimReconciler, VolumeReleaser
 from elasticsan_snapshotter.kubernetes.resources import (
     PERSISTENT_VOLUME,
     PERSISTENT_VOLUME_CLAIM,
+    SNAPSHOT_EXPORT,
     SNAPSHOT_GROUP,
     STORAGE_CLASS,
     VOLUME_SNAPSHOT,
@@ -61,12 +63,14 @@ class Runtime:
     snapshot_classes: Store = field(default_factory=Store)
     storage_classes: Store = field(default_factory=Store)
     claims: Store = field(default_factory=Store)
+    exports: Store = field(default_factory=Store)
     volumes: PersistentVolumes | None = None
     queues: dict[str, WorkQueue] = field(default_factory=dict)
     content_reconciler: ContentReconciler | None = None
     snapshot_watcher: SnapshotWatcher | None = None
     claim_reconciler: ClaimReconciler | None = None
     volume_releaser: VolumeReleaser | None = None
+    export_reconciler: ExportReconciler | None = None
 
     def build(self) -> None:
         self.volumes = PersistentVolumes(self.api)
@@ -86,8 +90,19 @@ class Runtime:
         self.claim_reconciler = ClaimReconciler(
             **common, claims=self.claims, storage_classes=self.storage_classes
         )
+        self.export_reconciler = ExportReconciler(
+            **common, exports=self.exports, export_resource_group=self.settings.export_resource_group
+        )
+        export_guard = ExportGuard(
+            subscription=self.settings.subscription_id,
+            api=self.api,
+            recorder=self.recorder,
+            exports=self.exports,
+            contents=self.contents,
+            snapshot_classes=self.snapshot_classes,
+        )
         self.volume_releaser = VolumeReleaser(
-            **common, volumes=self.volumes, storage_classes=self.storage_classes
+            **common, volumes=self.volumes, storage_classes=self.storage_classes, export_guard=export_guard
         )
         concurrency = self.settings.max_concurrency
         self.queues = {
@@ -95,6 +110,7 @@ class Runtime:
             "snapshots": WorkQueue("snapshots", self.snapshot_watcher.reconcile, workers=2, max_delay=60.0),
             "claims": WorkQueue("claims", self.claim_reconciler.reconcile, workers=concurrency),
             "volumes": WorkQueue("volumes", self.volume_releaser.reconcile, workers=2),
+            "exports": WorkQueue("exports", self.export_reconciler.reconcile, workers=concurrency),
         }
         metrics.track_unready(self._unready_ages)
 
@@ -181,6 +197,19 @@ def register(registry: kopf.OperatorRegistry, runtime_box: list[Runtime]) -> Non
             rt.queues["claims"].forget(key)
         else:
             rt.queues["claims"].add(key)
+
+    @kopf.on.event(SNAPSHOT_EXPORT.group, SNAPSHOT_EXPORT.version, SNAPSHOT_EXPORT.plural, registry=registry)
+    async def export_event(event: kopf.RawEvent, **_: Any) -> None:
+        rt = runtime()
+        assert rt.export_reconciler is not None
+        body = _object(event)
+        key = rt.exports.apply(event.get("type"), body)
+        if event.get("type") == "DELETED":
+            rt.queues["exports"].forget(key)
+            rt.recorder.forget(body["metadata"].get("uid", ""))
+            await rt.export_reconciler.deleted(body)
+        else:
+            rt.queues["exports"].add(key)
 
 
 __all__ = ["Runtime", "login", "register"]

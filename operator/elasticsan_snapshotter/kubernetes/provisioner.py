@@ -29,6 +29,7 @@ from elasticsan_snapshotter.domain.identity import (
 from elasticsan_snapshotter.domain.ports import AzurePort, VolumeInfo, VolumeSource
 from elasticsan_snapshotter.kubernetes.api import Body, KubeApi
 from elasticsan_snapshotter.kubernetes.events import NORMAL, WARNING, EventRecorder
+from elasticsan_snapshotter.kubernetes.exporter import ExportGuard
 from elasticsan_snapshotter.kubernetes.resources import (
     ANN_PROVISIONED_BY,
     ANN_STORAGE_PROVISIONER,
@@ -370,6 +371,7 @@ class VolumeReleaser:
         recorder: EventRecorder,
         volumes: PersistentVolumes,
         storage_classes: Store,
+        export_guard: ExportGuard | None = None,
     ) -> None:
         self.driver_name = driver_name
         self.subscription = subscription
@@ -378,6 +380,7 @@ class VolumeReleaser:
         self.recorder = recorder
         self.volumes = volumes
         self.storage_classes = storage_classes
+        self.export_guard = export_guard
 
     def is_ours(self, pv: Body) -> bool:
         annotations = (pv.get("metadata") or {}).get("annotations") or {}
@@ -402,6 +405,12 @@ class VolumeReleaser:
             snapshots = decisions.snapshots_of(volume, snapshots)
             params = _parameters(self.storage_classes.get(spec.get("storageClassName") or "") or {})
             delete_snapshots = params.get(PARAM_DELETE_SNAPSHOTS_WITH_VOLUME, "").lower() == "true"
+            if snapshots and not delete_snapshots and self.export_guard is not None:
+                # exportBeforeVolumeDelete: export the snapshots first, then delete them with the volume.
+                verdict = await self.export_guard.before_volume_delete(pv, volume, snapshots, params)
+                if verdict.wait is not None:
+                    return Requeue(verdict.wait)
+                delete_snapshots = verdict.delete_snapshots
             if snapshots and not delete_snapshots:
                 listed = ", ".join(s.id.name for s in snapshots)
                 await self.recorder.record(
