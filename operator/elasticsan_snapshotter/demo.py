@@ -155,6 +155,28 @@ def operator_env(info: Any, kubeconfig: Path, san_id: str, **extra: str) -> dict
     }
 
 
+def volume_target(info: Any, san: DemoSan) -> tuple[str, str, int]:
+    """The seeded volume's iSCSI target (IQN, portal) and size, read through the Azure SDK."""
+    from azure.identity import ClientSecretCredential
+    from azure.mgmt.elasticsan import ElasticSanMgmtClient
+
+    credential = ClientSecretCredential(
+        info.tenant_id,
+        info.client_id,
+        info.client_secret,
+        authority=info.authority,
+        disable_instance_discovery=True,
+        connection_verify=info.ca_cert,
+    )
+    client = ElasticSanMgmtClient(
+        credential, info.subscription_id, base_url=info.endpoint, connection_verify=info.ca_cert
+    )
+    with credential, client:
+        volume = client.volumes.get(san.resource_group, san.name, san.volume_group, san.volume)
+    target = volume.storage_target
+    return target.target_iqn, f"{target.target_portal_hostname}:{target.target_portal_port}", volume.size_gi_b
+
+
 def export_reconciler_present() -> bool:
     return importlib.util.find_spec(EXPORT_RECONCILER) is not None
 
@@ -480,8 +502,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _walk(steps: Steps, progress: Progress, workdir: Path, stack: ExitStack, timeout: float) -> None:
-    from azure.identity import ClientSecretCredential
-    from azure.mgmt.elasticsan import ElasticSanMgmtClient
     from kubernetes import config
 
     from elasticsan_snapshotter.emulator.process import EmulatorProcess
@@ -506,32 +526,16 @@ def _walk(steps: Steps, progress: Progress, workdir: Path, stack: ExitStack, tim
         )
         info = emulator.start()
         stack.callback(emulator.stop)
-        credential = ClientSecretCredential(
-            info.tenant_id,
-            info.client_id,
-            info.client_secret,
-            authority=info.authority,
-            disable_instance_discovery=True,
-            connection_verify=info.ca_cert,
-        )
-        esan = ElasticSanMgmtClient(
-            credential, info.subscription_id, base_url=info.endpoint, connection_verify=info.ca_cert
-        )
-        stack.callback(credential.close)
-        stack.callback(esan.close)
-        volume = esan.volumes.get(san.resource_group, san.name, san.volume_group, san.volume)
-        target = volume.storage_target
-        detail.append(
-            f"Elastic SAN {san.name} with volume {san.volume} ({volume.size_gi_b} GiB) at {info.endpoint}"
-        )
+        iqn, portal, size_gib = volume_target(info, san)
+        detail.append(f"Elastic SAN {san.name} with volume {san.volume} ({size_gib} GiB) at {info.endpoint}")
     k8s_config: Any = config
     api = k8s_config.new_client_from_config(config_file=str(cluster.kubeconfig))
     stack.callback(api.close)
     walk = Walkthrough(
         api,
         namespace=f"demo-{uuid.uuid4().hex[:6]}",
-        iqn=target.target_iqn,
-        portal=f"{target.target_portal_hostname}:{target.target_portal_port}",
+        iqn=iqn,
+        portal=portal,
         size=f"{san.volume_gib}Gi",
         progress=progress,
         timeout=timeout,
