@@ -406,6 +406,38 @@ def test_deletion_policy_retain_and_delete(
     assert disk_snapshot(emulator, deleted) is None
 
 
+def test_transient_azure_faults_retry_without_failing(
+    exporter: OperatorProcess,
+    emulator: EmulatorProcess,
+    kube: Kube,
+    exports: Exports,
+    namespace: str,
+    san_id: str,
+) -> None:
+    provisioned_claim(kube, namespace, san_id)
+    snapshot_class = unique_name("esan-snap")
+    kube.create_snapshot_class(snapshot_class, "Delete")
+    ready_snapshot(kube, namespace, "snap", "data", snapshot_class)
+    emulator.admin.reset_counters()
+    # More throttled answers in a row than azure-core retries: the reconciler itself must retry.
+    emulator.admin.set_faults("put:diskSnapshots:429:1:6")
+    try:
+        exports.create(namespace, "throttled", volume_snapshot="snap")
+        export, seen = exports.follow(namespace, "throttled", timeout=90)
+    finally:
+        emulator.admin.clear_faults()
+
+    assert export["status"]["phase"] == "Succeeded", export["status"]
+    assert "Failed" not in {phase for phase, _ in seen}, seen
+    assert "error" not in export["status"]
+    assert emulator.admin.count(method="PUT", kind="diskSnapshots", status=429) == 6
+    assert emulator.admin.count(method="PUT", kind="diskSnapshots", status=202) == 1
+    warnings = [e for e in kube.events(namespace, "throttled") if e.type == "Warning"]
+    assert [e.reason for e in warnings] == ["Throttled"], [(e.reason, e.message) for e in warnings]
+    named = [d for d in disk_snapshots(emulator) if d["name"] == f"esexport-{namespace}_throttled"]
+    assert len(named) == 1
+
+
 def test_operator_killed_mid_export_resumes_the_same_disk_snapshot(
     exporter: OperatorProcess,
     start_operator: StartOperator,
