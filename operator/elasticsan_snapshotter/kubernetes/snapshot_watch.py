@@ -109,8 +109,10 @@ class SnapshotWatcher:
         try:
             await volume_of(pv, index=self.index, default_subscription=self.subscription)
         except SnapshotterError as exc:
+            if exc.retryable:
+                return Requeue(exc.retry_after)  # not known yet (Azure busy, index refreshing): look again
             await self.recorder.record(vs, WARNING, "SourceVolumeNotMapped", str(exc))
-            return Requeue(PROBLEM_RECHECK) if not exc.retryable else Requeue()
+            return Requeue(PROBLEM_RECHECK)
         return None
 
     async def _without_class(self, vs: Body, claim: Body | None) -> Outcome:
