@@ -7,9 +7,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import yaml
 from azure.core.exceptions import ResourceNotFoundError
 from azure.mgmt.elasticsan import ElasticSanMgmtClient
 from export_scenario import (
+    GROUP,
+    PLURAL,
+    REPO_ROOT,
+    VERSION,
     Exports,
     disk_snapshot,
     disk_snapshots,
@@ -250,6 +255,32 @@ def test_export_from_volume_snapshot_then_restore_after_the_volume_is_gone(
     assert new_volume.creation_data.create_source == "DiskSnapshot"
     assert same_arm_id(new_volume.creation_data.source_id, disk_id)
     assert new_volume.size_gi_b == 10
+
+
+def test_the_example_manifest_exports(
+    exporter: OperatorProcess,
+    emulator: EmulatorProcess,
+    kube: Kube,
+    exports: Exports,
+    namespace: str,
+    san_id: str,
+) -> None:
+    manifest = yaml.safe_load((REPO_ROOT / "examples" / "export.yaml").read_text())
+    manifest["metadata"]["namespace"] = namespace
+    provisioned_claim(kube, namespace, san_id)
+    snapshot_class = unique_name("esan-snap")
+    kube.create_snapshot_class(snapshot_class, "Delete")
+    ready_snapshot(kube, namespace, manifest["spec"]["source"]["volumeSnapshotName"], "data", snapshot_class)
+
+    exports.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, manifest)
+    done = exports.wait_phase(namespace, manifest["metadata"]["name"], "Succeeded")
+
+    disk = disk_snapshot(emulator, done["status"]["diskSnapshotId"])
+    assert disk is not None
+    assert disk["name"] == manifest["spec"]["target"]["name"]
+    assert disk["properties"]["incremental"] is True
+    assert disk["sku"]["name"] == "Standard_LRS"
+    assert disk["tags"]["team"] == "storage"
 
 
 def test_refusals_are_final_errors_before_any_azure_write(
