@@ -1,0 +1,95 @@
+"""The manifests in examples/ work as written: applied with kubectl, in the order a user would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from azure.mgmt.elasticsan import ElasticSanMgmtClient
+from operator_scenario import Kube
+
+from conftest import FAST, StartOperator
+from elasticsan_snapshotter.emulator.process import EmulatorProcess
+from elasticsan_snapshotter.local_cluster import Artifacts, LocalCluster
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+SAN_ID = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/my-rg/providers/Microsoft.ElasticSan/elasticSans/my-elastic-san"
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
+    """An emulator holding exactly the resources the examples name."""
+    state = tmp_path_factory.mktemp("examples-emulator")
+    seed = state / "seed.json"
+    seed.write_text(
+        json.dumps(
+            {
+                "elasticSans": [
+                    {
+                        "resourceGroup": "my-rg",
+                        "name": "my-elastic-san",
+                        "location": "westeurope",
+                        "baseSizeTiB": 1,
+                        "extendedCapacitySizeTiB": 0,
+                        "volumeGroups": [
+                            {"name": "my-volume-group", "volumes": [{"name": "my-volume", "sizeGiB": 10}]}
+                        ],
+                    }
+                ]
+            }
+        )
+    )
+    process = EmulatorProcess(
+        state / "state", seed=seed, extra_args=[*FAST, "--subscription-id", SUBSCRIPTION]
+    )
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def san_id() -> str:
+    return SAN_ID
+
+
+def kubectl(artifacts: Artifacts, cluster: LocalCluster, namespace: str, *args: str) -> str:
+    proc = subprocess.run(
+        [str(artifacts.binary("kubectl")), "--kubeconfig", str(cluster.kubeconfig), "-n", namespace, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_examples_as_written(
+    start_operator: StartOperator,
+    artifacts: Artifacts,
+    cluster: LocalCluster,
+    esan: ElasticSanMgmtClient,
+    kube: Kube,
+    namespace: str,
+) -> None:
+    start_operator()
+    for name in ("storageclass.yaml", "volumesnapshotclass.yaml", "static-volume.yaml"):
+        kubectl(artifacts, cluster, namespace, "apply", "-f", str(EXAMPLES / name))
+    kube.wait_claim_bound(namespace, "my-data")
+
+    kubectl(artifacts, cluster, namespace, "apply", "-f", str(EXAMPLES / "volumesnapshot.yaml"))
+    vs = kube.wait_snapshot_ready(namespace, "my-data-snapshot")
+    assert vs["status"]["restoreSize"] == "10Gi"
+
+    kubectl(artifacts, cluster, namespace, "apply", "-f", str(EXAMPLES / "restore.yaml"))
+    claim = kube.wait_claim_bound(namespace, "my-data-restored")
+    restored = esan.volumes.get("my-rg", "my-elastic-san", "my-volume-group", f"pvc-{claim.metadata.uid}")
+    assert restored.creation_data.create_source == "VolumeSnapshot"
+    assert restored.creation_data.source_id.endswith(f"/snapshots/snapshot-{vs['metadata']['uid']}")
+    shown = kubectl(artifacts, cluster, namespace, "get", "volumesnapshot", "my-data-snapshot")
+    assert "true" in shown.splitlines()[1]
