@@ -20,7 +20,7 @@ from elasticsan_snapshotter import __version__
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "elasticsan_snapshotter.operator_command",
     "elasticsan_snapshotter.emulator.cli",
-    "elasticsan_snapshotter.csi.cli",
+    "elasticsan_snapshotter.csi_command",
     "elasticsan_snapshotter.demo",
 )
 

@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import json
 import logging
 import sys
 from typing import Any
 
+from elasticsan_snapshotter import wiring
 from elasticsan_snapshotter.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT = "unix:///csi/csi.sock"
-
-
-def _wiring() -> Any:
-    # The composition root is loaded by name: it imports every adapter, and a static import from here
-    # would read as this adapter depending on the others (the import-linter independence contract).
-    # This entry point only asks it for the Azure port.
-    return importlib.import_module("elasticsan_snapshotter.wiring")
 
 
 def register(subparsers: Any) -> None:
@@ -42,7 +35,6 @@ def register(subparsers: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    wiring = _wiring()
     try:
         settings = Settings.load(args)
         managed = wiring.managed_sans(settings)
@@ -68,7 +60,7 @@ async def _run(settings: Settings, endpoint: str, managed: list[Any]) -> None:
 
     stop = asyncio.Event()
     stop_on_signals(stop)
-    azure = _wiring().open_azure(settings)
+    azure = wiring.open_azure(settings)
     try:
         server = build_server(
             azure,
