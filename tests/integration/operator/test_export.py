@@ -256,6 +256,24 @@ def test_export_from_volume_snapshot_then_restore_after_the_volume_is_gone(
     assert same_arm_id(new_volume.creation_data.source_id, disk_id)
     assert new_volume.size_gi_b == 10
 
+    # The chain goes on: the restored volume is snapshotted and exported in turn. The export is
+    # applied together with its VolumeSnapshot and waits for it.
+    kube.create_snapshot(namespace, "again", "restored", snapshot_class=snapshot_class)
+    exports.create(namespace, "again", volume_snapshot="again")
+    again, seen_again = exports.follow(namespace, "again")
+    assert again["status"]["phase"] == "Succeeded", (again["status"], seen_again)
+    phases = [phase for phase, _ in seen_again]
+    if "Pending" in phases:  # when the operator looked before snapshot-controller bound the snapshot
+        assert phases.index("Pending") < phases.index("Exporting"), seen_again
+        assert "ExportPending" in {e.reason for e in kube.events(namespace, "again")}
+    source = esan.volume_snapshots.get(
+        RESOURCE_GROUP, SAN, VOLUME_GROUP, f"snapshot-{kube.snapshot(namespace, 'again')['metadata']['uid']}"
+    )
+    assert source.creation_data.source_id.rsplit("/", 1)[-1] == new_volume.name
+    chained = disk_snapshot(emulator, again["status"]["diskSnapshotId"])
+    assert chained is not None
+    assert same_arm_id(chained["properties"]["creationData"]["elasticSanResourceId"], source.id)
+
 
 def test_the_example_manifest_exports(
     exporter: OperatorProcess,
