@@ -15,7 +15,9 @@ SCRIPT = REPO_ROOT / "hack" / "build_binaries.py"
 
 
 def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], env=env, capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], env=env, capture_output=True, text=True, check=False
+    )
 
 
 def error_lines(proc: subprocess.CompletedProcess[str]) -> list[str]:

@@ -36,7 +36,10 @@ def test_source_root_is_not_a_package() -> None:
 
 def test_cli_reports_its_version() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "elasticsan_snapshotter", "--version"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "elasticsan_snapshotter", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     from elasticsan_snapshotter import __version__
 
