@@ -177,16 +177,17 @@ class KubeApi:
 
 def _translate(status: int, text: str, method: str, path: str, retry_after: str | None) -> SnapshotterError:
     try:
-        message = json.loads(text).get("message") or text
+        payload = json.loads(text)
     except ValueError:
-        message = text
+        payload = {}
+    message = payload.get("message") or text if isinstance(payload, dict) else text
+    reason = payload.get("reason") if isinstance(payload, dict) else None
     where = f"{method} {path}: {message}"
     if status == 404:
         return NotFound(where)
     if status == 409:
-        if "AlreadyExists" in text and method == "POST":
-            return AlreadyExists(where)
-        return Conflict(where)
+        # metav1.Status.reason tells a create of an existing name from a stale update.
+        return AlreadyExists(where) if reason == "AlreadyExists" else Conflict(where)
     if status == 403:
         return Forbidden(where)
     if status == 422 or (status == 400 and method != "PATCH"):

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from elasticsan_snapshotter.kubernetes.api import Body, KubeApi
-from elasticsan_snapshotter.kubernetes.resources import PERSISTENT_VOLUME, Resource
+from elasticsan_snapshotter.kubernetes.resources import PERSISTENT_VOLUME
 
 
 def object_key(body: Body) -> str:
@@ -92,7 +92,3 @@ def _volume_handle(body: Body) -> str | None:
     csi: dict[str, Any] = (body.get("spec") or {}).get("csi") or {}
     handle = csi.get("volumeHandle")
     return str(handle) if handle else None
-
-
-def resource_store_key(resource: Resource, name: str, namespace: str = "") -> str:
-    return f"{namespace}/{name}" if resource.namespaced and namespace else name

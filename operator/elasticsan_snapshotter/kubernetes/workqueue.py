@@ -51,8 +51,6 @@ class WorkQueue:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._attempts: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._idle = asyncio.Event()
-        self._idle.set()
 
     def add(self, key: str) -> None:
         timer = self._timers.pop(key, None)
@@ -62,7 +60,6 @@ class WorkQueue:
             self._dirty.add(key)
         elif key not in self._queued:
             self._queued.add(key)
-            self._idle.clear()
             self._queue.put_nowait(key)
 
     def add_after(self, key: str, delay: float) -> None:
@@ -135,5 +132,3 @@ class WorkQueue:
             if key in self._dirty:
                 self._dirty.discard(key)
                 self.add(key)
-            if not self._queued and not self._active:
-                self._idle.set()
