@@ -9,12 +9,10 @@ from collections.abc import Callable
 from elasticsan_snapshotter.kubernetes.workqueue import Requeue, WorkQueue
 
 
-async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "condition not met before the deadline"
-        await asyncio.sleep(0.01)
+async def until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(5.0):
+        while not condition():
+            await asyncio.sleep(0.01)
 
 
 async def test_a_key_added_while_processing_runs_again_but_never_concurrently() -> None:
