@@ -11,7 +11,8 @@ from elasticsan_snapshotter.kubernetes.workqueue import Requeue, WorkQueue
 
 async def until(condition: Callable[[], bool]) -> None:
     async with asyncio.timeout(5.0):
-        while not condition():
+        # Polls state the queue's workers change; there is no event to wait on from outside.
+        while not condition():  # noqa: ASYNC110
             await asyncio.sleep(0.01)
 
 
