@@ -41,6 +41,7 @@ from elasticsan_snapshotter import DRIVER_NAME
 from elasticsan_snapshotter.domain import decisions, names
 from elasticsan_snapshotter.domain.errors import (
     AlreadyExists,
+    Forbidden,
     InvalidRequest,
     NotFound,
     SnapshotterError,
@@ -90,6 +91,8 @@ PROGRESS_POLL = 1.0
 SOURCE_WAIT = 5.0
 """Seconds between looks at a source that is not ready yet."""
 GUARD_WAIT = 5.0
+FALLBACK_NAMESPACE = "default"
+"""Where protective exports go when the released claim's namespace no longer takes objects."""
 
 
 def now_text() -> str:
@@ -646,8 +649,8 @@ class ExportReconciler:
             return None
         try:
             await self._release_source(body)
-            spec = parse_spec(body)
-            if spec.deletion_policy == DELETE:
+            # Read directly, so that even a spec this version cannot parse never blocks deletion.
+            if (body.get("spec") or {}).get("deletionPolicy") == DELETE:
                 await self._delete_disk_snapshot(body)
         except SnapshotterError as exc:
             await self.recorder.error(body, exc)
@@ -706,12 +709,16 @@ class Verdict:
 
 
 def guard_export_name(snapshot: SnapshotId) -> str:
-    """The export object made for one snapshot: ``keep-<snapshot name>``, or a hash when that is no DNS name."""
-    readable = f"keep-{snapshot.name.lower()}"
-    if len(readable) <= 63 and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", readable):
-        return readable
-    digest = hashlib.sha256(snapshot.arm_id.lower().encode()).hexdigest()[:16]
-    return f"keep-{digest}"
+    """The export object made for one snapshot: ``keep-<snapshot name>-<hash of its ARM ID>``.
+
+    The hash keeps snapshots of the same name in different volume groups apart; a snapshot
+    name that is no DNS label leaves only ``keep-<hash>``.
+    """
+    digest = hashlib.sha256(snapshot.arm_id.lower().encode()).hexdigest()
+    readable = f"keep-{snapshot.name.lower()}"[:54].rstrip("-")
+    if re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", readable):
+        return f"{readable}-{digest[:8]}"
+    return f"keep-{digest[:16]}"
 
 
 class ExportGuard:
@@ -753,12 +760,14 @@ class ExportGuard:
         covered = [s for s in snapshots if self.covered(s, storage_class_parameters)]
         if not covered:
             return Verdict()
-        namespace = ((pv.get("spec") or {}).get("claimRef") or {}).get("namespace") or "default"
+        claim_namespace = ((pv.get("spec") or {}).get("claimRef") or {}).get(
+            "namespace"
+        ) or FALLBACK_NAMESPACE
         pending: list[str] = []
         failed: list[str] = []
         for snapshot in covered:
             export = self._export_of(snapshot.id) or await self._create_export(
-                pv, namespace, volume, snapshot.id
+                pv, claim_namespace, volume, snapshot.id
             )
             phase = (export.get("status") or {}).get("phase")
             label = f"{export['metadata']['namespace']}/{export['metadata']['name']}"
@@ -827,11 +836,25 @@ class ExportGuard:
                 found = export
         return found
 
-    async def _create_export(self, pv: Body, namespace: str, volume: VolumeId, snapshot: SnapshotId) -> Body:
+    async def _create_export(
+        self, pv: Body, claim_namespace: str, volume: VolumeId, snapshot: SnapshotId
+    ) -> Body:
         name = guard_export_name(snapshot)
-        existing = self.exports.get(f"{namespace}/{name}")
-        if existing is not None:
-            return existing
+        for namespace in dict.fromkeys((claim_namespace, FALLBACK_NAMESPACE)):
+            existing = self.exports.get(f"{namespace}/{name}")
+            if existing is not None:
+                return existing
+        try:
+            return await self._create_export_in(pv, claim_namespace, name, volume, snapshot)
+        except (NotFound, Forbidden):
+            if claim_namespace == FALLBACK_NAMESPACE:
+                raise
+            # The claim's namespace is gone or terminating (namespace deletion releases volumes).
+            return await self._create_export_in(pv, FALLBACK_NAMESPACE, name, volume, snapshot)
+
+    async def _create_export_in(
+        self, pv: Body, namespace: str, name: str, volume: VolumeId, snapshot: SnapshotId
+    ) -> Body:
         body: Body = {
             "apiVersion": SNAPSHOT_EXPORT.api_version,
             "kind": SNAPSHOT_EXPORT.kind,

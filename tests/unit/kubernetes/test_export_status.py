@@ -140,13 +140,18 @@ def test_tags_name_the_export_and_source_and_user_tags_win() -> None:
     assert all("/" not in key for key in tags)
 
 
-def test_guard_export_names_are_dns_names() -> None:
-    assert guard_export_name(SNAPSHOT) == f"keep-{SNAPSHOT.name}"
+def test_guard_export_names_are_dns_names_unique_per_snapshot() -> None:
+    name = guard_export_name(SNAPSHOT)
+    assert name.startswith(f"keep-{SNAPSHOT.name}-")
+    assert len(name) <= 63
+    twin = VolumeGroupId(ElasticSanId(SUB, "rg", "san2"), "vg1").snapshot(SNAPSHOT.name)
+    assert guard_export_name(twin) != name
     odd = GROUP.snapshot("Nightly_Backup.2026")
-    name = guard_export_name(odd)
-    assert name.startswith("keep-")
-    assert len(name) == len("keep-") + 16
-    assert name == guard_export_name(GROUP.snapshot("nightly_backup.2026"))
+    assert guard_export_name(odd).startswith("keep-")
+    assert len(guard_export_name(odd)) == len("keep-") + 16
+    assert guard_export_name(odd) == guard_export_name(GROUP.snapshot("nightly_backup.2026"))
+    long = GROUP.snapshot("a" * 80)
+    assert len(guard_export_name(long)) <= 63
 
 
 def test_guard_coverage_from_the_storage_class_or_the_snapshot_class() -> None:
