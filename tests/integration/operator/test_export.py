@@ -355,7 +355,9 @@ def test_refusals_are_final_errors_before_any_azure_write(
     ).result()
 
 
+@pytest.mark.parametrize("parameter_on", ["VolumeSnapshotClass", "StorageClass"])
 def test_export_before_volume_delete(
+    parameter_on: str,
     exporter: OperatorProcess,
     emulator: EmulatorProcess,
     esan: ElasticSanMgmtClient,
@@ -364,9 +366,12 @@ def test_export_before_volume_delete(
     namespace: str,
     san_id: str,
 ) -> None:
-    provisioned_claim(kube, namespace, san_id)
+    protect = {"exportBeforeVolumeDelete": "true"}
+    provisioned_claim(kube, namespace, san_id, **(protect if parameter_on == "StorageClass" else {}))
     protecting = unique_name("esan-snap")
-    kube.create_snapshot_class(protecting, "Delete", exportBeforeVolumeDelete="true")
+    kube.create_snapshot_class(
+        protecting, "Delete", **(protect if parameter_on == "VolumeSnapshotClass" else {})
+    )
     snaps = [ready_snapshot(kube, namespace, n, "data", protecting) for n in ("snap-a", "snap-b")]
     pv_name = kube.core.read_namespaced_persistent_volume_claim("data", namespace).spec.volume_name
     before = {d["id"].lower() for d in disk_snapshots(emulator)}
