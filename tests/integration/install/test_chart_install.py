@@ -99,12 +99,13 @@ def can_i_list(
 def service_account_kubeconfig(
     cluster: LocalCluster, api: k8s.ApiClient, installed: Installed, path: Path
 ) -> Path:
-    request = k8s.CoreV1Api(api).create_namespaced_service_account_token(
+    core: Any = k8s.CoreV1Api(api)
+    request = core.create_namespaced_service_account_token(
         installed.service_account,
         installed.namespace,
         k8s.AuthenticationV1TokenRequest(spec=k8s.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)),
     )
-    token = request.status.token
+    token: str = request.status.token
     assert token
     return cluster.write_kubeconfig(
         path, f"{installed.namespace}:{installed.service_account}", {"token": token}
@@ -137,7 +138,7 @@ def run_scenario(
     operator.start()
     try:
         # Kopf recorded this replica in the peering object: the peering rules work.
-        custom = k8s.CustomObjectsApi(api)
+        custom: Any = k8s.CustomObjectsApi(api)
 
         def peered() -> dict[str, Any] | None:
             found: dict[str, Any] = custom.get_cluster_custom_object(
@@ -152,7 +153,8 @@ def run_scenario(
         assert content["status"]["readyToUse"] is True
         assert content["status"]["restoreSize"] == demo_san.volume_gib * 2**30
         restored = walk.restore()
-        pv = k8s.CoreV1Api(api).read_persistent_volume(restored.spec.volume_name)
+        core: Any = k8s.CoreV1Api(api)
+        pv = core.read_persistent_volume(restored.spec.volume_name)
         assert pv.spec.csi.driver == "iscsi.csi.k8s.io"
         assert pv.metadata.annotations["pv.kubernetes.io/provisioned-by"] == "elasticsan.snapshotter.dev"
         if export_crd_files() and export_reconciler_present():
