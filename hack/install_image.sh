@@ -17,10 +17,3 @@ trap 'rm -rf "$scratch"' EXIT
 (cd "$src" && "$scratch/build/bin/python" hack/generate_csi_stubs.py)
 "$python" -m venv "$prefix"
 "$prefix/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check "$src"
-# The stubs' stamp is not package data in pyproject.toml; without it the csi package refuses to
-# import. Until it is, copy it next to the installed stubs.
-site=$("$prefix/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-generated=elasticsan_snapshotter/csi/_generated
-if [ ! -f "$site/$generated/stamp.json" ]; then
-    cp "$src/operator/$generated/stamp.json" "$site/$generated/stamp.json"
-fi

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import secrets
 import sys
 from typing import Any
 
@@ -82,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
             standalone=settings.standalone,
             # Naming a peering makes it mandatory in Kopf, even when standalone: name it only when used.
             peering_name=None if settings.standalone else settings.peering_name,
-            priority=0,
+            # Peers of equal priority all pause; a random priority per process makes one active.
+            priority=settings.peering_priority or secrets.randbelow(2**31 - 1) + 1,
             clusterwide=not namespaces,
             namespaces=namespaces,
             liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz"

@@ -59,6 +59,13 @@ class Settings:
     health_port: int = field(default=8081, metadata={"env": "ESS_HEALTH_PORT"})
     peering_name: str = field(default="elasticsan-snapshotter", metadata={"env": "ESS_PEERING_NAME"})
     standalone: bool = field(default=False, metadata={"env": "ESS_STANDALONE"})
+    peering_priority: int = field(
+        default=0,
+        metadata={
+            "env": "ESS_PEERING_PRIORITY",
+            "help": "Kopf peering priority; 0 picks a random one, so replicas never tie (ties freeze all)",
+        },
+    )
     log_format: str = field(default="json", metadata={"env": "ESS_LOG_FORMAT", "help": "json or text"})
 
     def __post_init__(self) -> None:
