@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,13 +12,17 @@ from elasticsan_snapshotter.demo import STEP_TITLES
 
 
 def test_demo_runs_every_step_and_cleans_up(tmp_path: Path) -> None:
+    go = shutil.which("go")
+    assert go is not None, "the demo builds pinned binaries with Go"
+    go_bin = str(Path(go).resolve().parent)
     result = subprocess.run(
         [sys.executable, "-m", "elasticsan_snapshotter", "demo", "--timeout", "120"],
         capture_output=True,
         text=True,
         check=False,
         timeout=600,
-        env={"PATH": "/usr/local/go/bin:/usr/bin:/bin", "HOME": str(Path.home()), "TMPDIR": str(tmp_path)},
+        # A plain environment, as a person's shell has: Go (for the pinned binaries) and the system.
+        env={"PATH": f"{go_bin}:/usr/bin:/bin", "HOME": str(Path.home()), "TMPDIR": str(tmp_path)},
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     out = result.stdout
