@@ -13,6 +13,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ARTIFACTS_ENV = "ELASTICSAN_SNAPSHOTTER_ARTIFACTS"
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -37,9 +38,9 @@ class Artifacts:
             raise ArtifactsError(f"binary {name!r} is not among the built artifacts") from None
 
     @classmethod
-    def from_json(cls, data: dict[str, object]) -> Artifacts:
-        binaries = {k: Path(str(v)) for k, v in dict(data["binaries"]).items()}  # type: ignore[call-overload]
-        versions = {k: str(v) for k, v in dict(data["versions"]).items()}  # type: ignore[call-overload]
+    def from_json(cls, data: dict[str, Any]) -> Artifacts:
+        binaries = {str(k): Path(str(v)) for k, v in data["binaries"].items()}
+        versions = {str(k): str(v) for k, v in data["versions"].items()}
         return cls(binaries, versions, Path(str(data["snapshot_crds"])), Path(str(data["csi_proto"])))
 
 
