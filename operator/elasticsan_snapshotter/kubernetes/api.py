@@ -158,21 +158,34 @@ class KubeApi:
             return
 
     async def remove_finalizer(self, resource: Resource, obj: Body, finalizer: str) -> bool:
-        """Remove one finalizer with a JSON patch that fails if the list changed meanwhile."""
-        finalizers: list[str] = list(obj.get("metadata", {}).get("finalizers") or [])
-        if finalizer not in finalizers:
-            return False
-        index = finalizers.index(finalizer)
-        ops = [
-            {"op": "test", "path": f"/metadata/finalizers/{index}", "value": finalizer},
-            {"op": "remove", "path": f"/metadata/finalizers/{index}"},
-        ]
+        """Remove one finalizer with a JSON patch that fails if the list changed meanwhile.
+
+        ``obj`` may be stale (others add and remove finalizers too): when the patch's ``test``
+        fails, the object is read again and the removal retried.
+        """
         meta = obj["metadata"]
-        try:
-            await self.patch(resource, meta["name"], ops, meta.get("namespace", ""), content_type=JSON_PATCH)
-        except NotFound:
-            return False
-        return True
+        name, namespace = meta["name"], meta.get("namespace", "")
+        for _ in range(5):
+            finalizers: list[str] = list((obj.get("metadata") or {}).get("finalizers") or [])
+            if finalizer not in finalizers:
+                return False
+            index = finalizers.index(finalizer)
+            ops = [
+                {"op": "test", "path": f"/metadata/finalizers/{index}", "value": finalizer},
+                {"op": "remove", "path": f"/metadata/finalizers/{index}"},
+            ]
+            try:
+                await self.patch(resource, name, ops, namespace, content_type=JSON_PATCH)
+            except NotFound:
+                return False
+            except (Conflict, InvalidRequest):
+                fresh = await self.get(resource, name, namespace)
+                if fresh is None:
+                    return False
+                obj = fresh
+                continue
+            return True
+        raise Conflict(f"the finalizers of {resource.kind} {name} kept changing; will retry")
 
 
 def _translate(status: int, text: str, method: str, path: str, retry_after: str | None) -> SnapshotterError:
