@@ -74,16 +74,21 @@ def _check_segment(kind: str, value: str) -> str:
 
 
 @dataclass(frozen=True, eq=False)
-class ElasticSanId(_CaseInsensitive):
+class _ResourceGroupChild(_CaseInsensitive):
+    """A resource directly in a resource group: ``/subscriptions/…/resourceGroups/…/providers/<type>/<name>``."""
+
     subscription: str
     resource_group: str
     name: str
+
+    _kind = "Elastic SAN"
+    _type = "Microsoft.ElasticSan/elasticSans"
 
     def __post_init__(self) -> None:
         _check_segment("subscription", self.subscription)
         if not _RG_NAME.match(self.resource_group):
             raise InvalidRequest(f"invalid resource group name {self.resource_group!r}")
-        _check_segment("Elastic SAN", self.name)
+        _check_segment(self._kind, self.name)
 
     def _parts(self) -> tuple[str, ...]:
         return (self.subscription, self.resource_group, self.name)
@@ -92,9 +97,12 @@ class ElasticSanId(_CaseInsensitive):
     def arm_id(self) -> str:
         return (
             f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
-            f"/providers/Microsoft.ElasticSan/elasticSans/{self.name}"
+            f"/providers/{self._type}/{self.name}"
         )
 
+
+@dataclass(frozen=True, eq=False)
+class ElasticSanId(_ResourceGroupChild):
     def volume_group(self, name: str) -> VolumeGroupId:
         return VolumeGroupId(self, name)
 
@@ -195,28 +203,11 @@ class SnapshotId(_VolumeGroupChild):
 
 
 @dataclass(frozen=True, eq=False)
-class DiskSnapshotId(_CaseInsensitive):
+class DiskSnapshotId(_ResourceGroupChild):
     """A managed-disk snapshot (``Microsoft.Compute/snapshots``), the target of an export."""
 
-    subscription: str
-    resource_group: str
-    name: str
-
-    def __post_init__(self) -> None:
-        _check_segment("subscription", self.subscription)
-        if not _RG_NAME.match(self.resource_group):
-            raise InvalidRequest(f"invalid resource group name {self.resource_group!r}")
-        _check_segment("managed-disk snapshot", self.name)
-
-    def _parts(self) -> tuple[str, ...]:
-        return (self.subscription, self.resource_group, self.name)
-
-    @property
-    def arm_id(self) -> str:
-        return (
-            f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
-            f"/providers/Microsoft.Compute/snapshots/{self.name}"
-        )
+    _kind = "managed-disk snapshot"
+    _type = "Microsoft.Compute/snapshots"
 
     def handle(self, default_subscription: str) -> str:
         if self.subscription.lower() == default_subscription.lower():

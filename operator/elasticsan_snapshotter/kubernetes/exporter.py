@@ -47,9 +47,10 @@ from elasticsan_snapshotter.domain.errors import (
     SnapshotterError,
 )
 from elasticsan_snapshotter.domain.identity import DiskSnapshotId, SnapshotId, VolumeId, parse_snapshot_handle
-from elasticsan_snapshotter.domain.ports import AzurePort, DiskSnapshotInfo, SnapshotInfo
+from elasticsan_snapshotter.domain.ports import DiskSnapshotInfo, SnapshotInfo
 from elasticsan_snapshotter.kubernetes.api import Body, Conflict, KubeApi
 from elasticsan_snapshotter.kubernetes.events import NORMAL, WARNING, EventRecorder
+from elasticsan_snapshotter.kubernetes.reconciler import Reconciler
 from elasticsan_snapshotter.kubernetes.resources import (
     FIN_EXPORT_SOURCE,
     PARAM_EXPORT_BEFORE_VOLUME_DELETE,
@@ -273,27 +274,11 @@ class Source:
 # --- the reconciler -------------------------------------------------------------------------
 
 
-class ExportReconciler:
-    def __init__(
-        self,
-        *,
-        driver_name: str,
-        subscription: str,
-        api: KubeApi,
-        azure: AzurePort,
-        recorder: EventRecorder,
-        exports: Store,
-        export_resource_group: str = "",
-        poll_interval: float = PROGRESS_POLL,
-    ) -> None:
-        self.driver_name = driver_name
-        self.subscription = subscription
-        self.api = api
-        self.azure = azure
-        self.recorder = recorder
-        self.exports = exports
-        self.export_resource_group = export_resource_group
-        self.poll_interval = poll_interval
+@dataclass(kw_only=True, eq=False)
+class ExportReconciler(Reconciler):
+    exports: Store
+    export_resource_group: str = ""
+    poll_interval: float = PROGRESS_POLL
 
     async def reconcile(self, key: str) -> Outcome:
         body = self.exports.get(key)

@@ -17,7 +17,7 @@ from typing import Any
 
 from elasticsan_snapshotter import metrics
 from elasticsan_snapshotter.domain import decisions, names
-from elasticsan_snapshotter.domain.errors import InvalidRequest, NotFound, SnapshotterError, Transient
+from elasticsan_snapshotter.domain.errors import InvalidRequest, NotFound, SnapshotterError
 from elasticsan_snapshotter.domain.identity import (
     DiskSnapshotId,
     ElasticSanId,
@@ -26,10 +26,11 @@ from elasticsan_snapshotter.domain.identity import (
     VolumeId,
     parse_snapshot_handle,
 )
-from elasticsan_snapshotter.domain.ports import AzurePort, VolumeInfo, VolumeSource
-from elasticsan_snapshotter.kubernetes.api import Body, KubeApi
-from elasticsan_snapshotter.kubernetes.events import NORMAL, WARNING, EventRecorder
+from elasticsan_snapshotter.domain.ports import VolumeInfo, VolumeSource
+from elasticsan_snapshotter.kubernetes.api import Body
+from elasticsan_snapshotter.kubernetes.events import NORMAL, WARNING
 from elasticsan_snapshotter.kubernetes.exporter import ExportGuard
+from elasticsan_snapshotter.kubernetes.reconciler import Reconciler
 from elasticsan_snapshotter.kubernetes.resources import (
     ANN_PROVISIONED_BY,
     ANN_STORAGE_PROVISIONER,
@@ -77,25 +78,10 @@ def _parameters(storage_class: Body) -> dict[str, str]:
     return {str(k): str(v) for k, v in (storage_class.get("parameters") or {}).items()}
 
 
-class ClaimReconciler:
-    def __init__(
-        self,
-        *,
-        driver_name: str,
-        subscription: str,
-        api: KubeApi,
-        azure: AzurePort,
-        recorder: EventRecorder,
-        claims: Store,
-        storage_classes: Store,
-    ) -> None:
-        self.driver_name = driver_name
-        self.subscription = subscription
-        self.api = api
-        self.azure = azure
-        self.recorder = recorder
-        self.claims = claims
-        self.storage_classes = storage_classes
+@dataclass(kw_only=True, eq=False)
+class ClaimReconciler(Reconciler):
+    claims: Store
+    storage_classes: Store
 
     def is_ours(self, claim: Body) -> bool:
         annotations = (claim.get("metadata") or {}).get("annotations") or {}
@@ -358,29 +344,13 @@ def _source_kind(claim: Body) -> str:
     return "snapshot" if source else "empty"
 
 
-class VolumeReleaser:
+@dataclass(kw_only=True, eq=False)
+class VolumeReleaser(Reconciler):
     """Deletes the Elastic SAN volume of a released PV of ours, with reclaim policy Delete."""
 
-    def __init__(
-        self,
-        *,
-        driver_name: str,
-        subscription: str,
-        api: KubeApi,
-        azure: AzurePort,
-        recorder: EventRecorder,
-        volumes: PersistentVolumes,
-        storage_classes: Store,
-        export_guard: ExportGuard | None = None,
-    ) -> None:
-        self.driver_name = driver_name
-        self.subscription = subscription
-        self.api = api
-        self.azure = azure
-        self.recorder = recorder
-        self.volumes = volumes
-        self.storage_classes = storage_classes
-        self.export_guard = export_guard
+    volumes: PersistentVolumes
+    storage_classes: Store
+    export_guard: ExportGuard | None = None
 
     def is_ours(self, pv: Body) -> bool:
         annotations = (pv.get("metadata") or {}).get("annotations") or {}
@@ -424,9 +394,6 @@ class VolumeReleaser:
                 return Requeue(FINAL_RECHECK)
             with contextlib.suppress(NotFound):
                 await self.azure.delete_volume(volume, delete_snapshots=bool(snapshots))
-        except Transient as exc:
-            await self.recorder.error(pv, exc)
-            return Requeue(exc.retry_after)
         except SnapshotterError as exc:
             await self.recorder.error(pv, exc)
             return Requeue(exc.retry_after if exc.retryable else FINAL_RECHECK)

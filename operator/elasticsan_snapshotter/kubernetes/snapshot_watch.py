@@ -7,11 +7,13 @@ that says what is wrong and what to do.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from elasticsan_snapshotter.domain.errors import SnapshotterError
 from elasticsan_snapshotter.domain.mapping import SanIndex, volume_of
-from elasticsan_snapshotter.domain.ports import AzurePort
-from elasticsan_snapshotter.kubernetes.api import Body, KubeApi
-from elasticsan_snapshotter.kubernetes.events import WARNING, EventRecorder
+from elasticsan_snapshotter.kubernetes.api import Body
+from elasticsan_snapshotter.kubernetes.events import WARNING
+from elasticsan_snapshotter.kubernetes.reconciler import Reconciler
 from elasticsan_snapshotter.kubernetes.resources import ISCSI_DRIVER, PERSISTENT_VOLUME_CLAIM, STORAGE_CLASS
 from elasticsan_snapshotter.kubernetes.stores import PersistentVolumes, Store
 from elasticsan_snapshotter.kubernetes.workqueue import Outcome, Requeue
@@ -31,28 +33,12 @@ def _slim_snapshot(body: Body) -> Body:
     }
 
 
-class SnapshotWatcher:
-    def __init__(
-        self,
-        *,
-        driver_name: str,
-        subscription: str,
-        api: KubeApi,
-        azure: AzurePort,
-        recorder: EventRecorder,
-        index: SanIndex,
-        snapshot_classes: Store,
-        volumes: PersistentVolumes,
-    ) -> None:
-        self.driver_name = driver_name
-        self.subscription = subscription
-        self.api = api
-        self.azure = azure
-        self.recorder = recorder
-        self.index = index
-        self.snapshot_classes = snapshot_classes
-        self.volumes = volumes
-        self.snapshots = Store(_slim_snapshot)
+@dataclass(kw_only=True, eq=False)
+class SnapshotWatcher(Reconciler):
+    index: SanIndex
+    snapshot_classes: Store
+    volumes: PersistentVolumes
+    snapshots: Store = field(init=False, default_factory=lambda: Store(_slim_snapshot))
 
     async def reconcile(self, key: str) -> Outcome:
         vs = self.snapshots.get(key)

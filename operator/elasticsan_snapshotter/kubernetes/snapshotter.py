@@ -25,9 +25,8 @@ from elasticsan_snapshotter.domain import decisions, names
 from elasticsan_snapshotter.domain.errors import InvalidRequest, NotFound, SnapshotterError
 from elasticsan_snapshotter.domain.identity import DiskSnapshotId, SnapshotId, VolumeId, parse_snapshot_handle
 from elasticsan_snapshotter.domain.mapping import SanIndex, volume_of
-from elasticsan_snapshotter.domain.ports import AzurePort
-from elasticsan_snapshotter.kubernetes.api import Body, KubeApi
-from elasticsan_snapshotter.kubernetes.events import EventRecorder
+from elasticsan_snapshotter.kubernetes.api import Body
+from elasticsan_snapshotter.kubernetes.reconciler import Reconciler
 from elasticsan_snapshotter.kubernetes.resources import (
     ANN_BEING_CREATED,
     ANN_BEING_DELETED,
@@ -51,27 +50,11 @@ class SnapshotState:
     ready: bool
 
 
-class ContentReconciler:
-    def __init__(
-        self,
-        *,
-        driver_name: str,
-        subscription: str,
-        api: KubeApi,
-        azure: AzurePort,
-        index: SanIndex,
-        contents: Store,
-        volumes: PersistentVolumes,
-        recorder: EventRecorder,
-    ) -> None:
-        self.driver_name = driver_name
-        self.subscription = subscription
-        self.api = api
-        self.azure = azure
-        self.index = index
-        self.contents = contents
-        self.volumes = volumes
-        self.recorder = recorder
+@dataclass(kw_only=True, eq=False)
+class ContentReconciler(Reconciler):
+    index: SanIndex
+    contents: Store
+    volumes: PersistentVolumes
 
     def is_ours(self, body: Body) -> bool:
         spec = body.get("spec") or {}

@@ -8,7 +8,6 @@ from elasticsan_snapshotter.local_cluster.cluster import (
     LocalCluster,
     assert_is_local,
     free_port,
-    running,
 )
 
 __all__ = [
@@ -20,5 +19,4 @@ __all__ = [
     "assert_is_local",
     "discover",
     "free_port",
-    "running",
 ]

@@ -24,7 +24,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -89,7 +89,6 @@ class Component:
     name: str
     argv: list[str]
     log_path: Path
-    env: dict[str, str] | None = None
     proc: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = field(default=None, repr=False)
 
@@ -100,7 +99,6 @@ class Component:
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env=self.env,
             preexec_fn=_die_with_parent,
         )
 
@@ -455,11 +453,4 @@ def assert_is_local(kubeconfig: Path, server: str) -> None:
         raise ClusterError(f"refusing kubeconfig server {actual!r}: the local control plane is {server}")
 
 
-@contextlib.contextmanager
-def running(artifacts: Artifacts, **kwargs: Any) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(artifacts, **kwargs)
-    with cluster:
-        yield cluster
-
-
-__all__ = ["CONTEXT_NAME", "ClusterError", "LocalCluster", "assert_is_local", "free_port", "running"]
+__all__ = ["CONTEXT_NAME", "ClusterError", "LocalCluster", "assert_is_local", "free_port"]
