@@ -10,29 +10,17 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
 from elasticsan_snapshotter import DRIVER_NAME
+from waiting import wait_for
 
-T = TypeVar("T")
 SNAPSHOT_GROUP = "snapshot.storage.k8s.io"
 SNAPSHOT_VERSION = "v1"
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.25)
 
 
 def iscsi_pv(name: str, storage_class: str, size: str = "10Gi") -> dict[str, Any]:
@@ -101,7 +89,7 @@ def bound_claim(api_client: k8s.ApiClient, namespace: str) -> tuple[str, str]:
         pvc = core.read_namespaced_persistent_volume_claim(pvc_name, namespace)
         return bool(pvc.status.phase == "Bound")
 
-    wait_for("kube-controller-manager to bind the claim", bound)
+    wait_for("kube-controller-manager to bind the claim", bound, timeout=60)
     return pvc_name, pv_name
 
 
@@ -162,7 +150,9 @@ def test_snapshot_controller_creates_content_for_our_driver(
         name: str | None = vs.get("status", {}).get("boundVolumeSnapshotContentName")
         return name
 
-    content_name = wait_for("snapshot-controller to create the VolumeSnapshotContent", bound_content_name)
+    content_name = wait_for(
+        "snapshot-controller to create the VolumeSnapshotContent", bound_content_name, timeout=60
+    )
     vs = custom.get_namespaced_custom_object(
         SNAPSHOT_GROUP, SNAPSHOT_VERSION, namespace, "volumesnapshots", "snap"
     )

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from csi_harness import (
@@ -35,21 +34,10 @@ from kubernetes.client.rest import ApiException
 from elasticsan_snapshotter.domain.identity import VolumeId
 from elasticsan_snapshotter.emulator.process import EmulatorProcess
 from elasticsan_snapshotter.local_cluster import Artifacts, LocalCluster
+from waiting import wait_for
 
-T = TypeVar("T")
 GROUP, VERSION = "snapshot.storage.k8s.io", "v1"
 GIB = 1024**3
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 90.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.25)
 
 
 @pytest.fixture

@@ -7,18 +7,16 @@ that change start-up flags start their own with ``start_emulator``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.elasticsan import ElasticSanMgmtClient
-from emulator_sdk import FAST_FLAGS, compute_client, credential, elasticsan_client
+from emulator_sdk import FAST_FLAGS, StartEmulator, compute_client, credential, elasticsan_client
 
 from elasticsan_snapshotter.emulator.process import EmulatorInfo, EmulatorProcess
-
-StartEmulator = Callable[..., EmulatorProcess]
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,9 +12,12 @@ from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.elasticsan import ElasticSanMgmtClient
 from azure.mgmt.elasticsan.models import Volume
 
-from elasticsan_snapshotter.emulator.process import EmulatorInfo
+from elasticsan_snapshotter.emulator.process import EmulatorInfo, EmulatorProcess
 
 # Poll every 50 ms instead of waiting a second per long-running operation.
+StartEmulator = Callable[..., EmulatorProcess]
+"""Starts an emulator with extra flags (the ``start_emulator`` fixture)."""
+
 FAST_FLAGS = ("--lro-retry-after", "0", "--throttle-retry-after", "0", "--export-seconds", "1")
 POLL = 0.05
 LOCATION = "westeurope"

@@ -17,9 +17,8 @@ from azure.identity import ClientSecretCredential, WorkloadIdentityCredential
 from azure.identity.aio import WorkloadIdentityCredential as AsyncWorkloadIdentityCredential
 from azure.mgmt.elasticsan import ElasticSanMgmtClient
 from azure.mgmt.elasticsan.aio import ElasticSanMgmtClient as AsyncElasticSanMgmtClient
-from emulator_sdk import POLL, credential, elasticsan_client, make_san
+from emulator_sdk import POLL, StartEmulator, credential, elasticsan_client, make_san
 
-from conftest import StartEmulator
 from elasticsan_snapshotter.emulator.process import EmulatorInfo, EmulatorProcess
 
 pytestmark = pytest.mark.integration

@@ -10,6 +10,7 @@ from azure.mgmt.elasticsan import ElasticSanMgmtClient
 from azure.mgmt.elasticsan.aio import ElasticSanMgmtClient as AsyncElasticSanMgmtClient
 from emulator_sdk import (
     POLL,
+    StartEmulator,
     async_credential,
     credential,
     elasticsan_client,
@@ -18,7 +19,6 @@ from emulator_sdk import (
     snapshot_body,
 )
 
-from conftest import StartEmulator
 from elasticsan_snapshotter.emulator.process import EmulatorInfo, EmulatorProcess
 
 pytestmark = pytest.mark.integration

@@ -12,9 +12,8 @@ from azure.core.exceptions import HttpResponseError
 from azure.core.pipeline import PipelineResponse
 from azure.mgmt.elasticsan import ElasticSanMgmtClient
 from azure.mgmt.elasticsan.models import ProvisioningStates
-from emulator_sdk import credential, elasticsan_client, make_layout, make_san, snapshot_body
+from emulator_sdk import StartEmulator, credential, elasticsan_client, make_layout, make_san, snapshot_body
 
-from conftest import StartEmulator
 from elasticsan_snapshotter.emulator.faults import FaultInjector, parse_spec
 from elasticsan_snapshotter.emulator.process import EmulatorProcess
 

@@ -10,9 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from emulator_sdk import LOCATION, credential, elasticsan_client, make_layout, snapshot_body
+from emulator_sdk import LOCATION, StartEmulator, credential, elasticsan_client, make_layout, snapshot_body
 
-from conftest import StartEmulator
 from elasticsan_snapshotter.emulator.process import EmulatorError, EmulatorProcess
 
 pytestmark = pytest.mark.integration

@@ -15,13 +15,12 @@ import pytest
 from azure.identity import ClientSecretCredential
 from azure.mgmt.elasticsan import ElasticSanMgmtClient
 from kubernetes import client as k8s
-from operator_scenario import RESOURCE_GROUP, SAN, VOLUME_GROUP, Kube
+from operator_scenario import FAST, RESOURCE_GROUP, SAN, VOLUME_GROUP, Kube, StartOperator
 
+from elasticsan_snapshotter.demo import operator_env
 from elasticsan_snapshotter.emulator.process import EmulatorProcess
 from elasticsan_snapshotter.local_cluster import LocalCluster
 from elasticsan_snapshotter.local_cluster.operator_process import OperatorProcess
-
-FAST = ("--lro-retry-after", "0", "--throttle-retry-after", "1", "--export-seconds", "2")
 
 
 @pytest.fixture(scope="module")
@@ -82,27 +81,6 @@ def san_id(emulator: EmulatorProcess) -> str:
     )
 
 
-def operator_env(emulator: EmulatorProcess, cluster: LocalCluster, san_id: str) -> dict[str, str]:
-    info = emulator.info
-    return {
-        "KUBECONFIG": str(cluster.kubeconfig),
-        "AZURE_SUBSCRIPTION_ID": info.subscription_id,
-        "AZURE_TENANT_ID": info.tenant_id,
-        "AZURE_CLIENT_ID": info.client_id,
-        "AZURE_CLIENT_SECRET": info.client_secret,
-        "AZURE_AUTHORITY_HOST": info.authority,
-        "ESS_ARM_ENDPOINT": info.endpoint,
-        "ESS_CA_BUNDLE": info.ca_cert,
-        "ESS_MANAGED_SANS": san_id,
-        "ESS_STANDALONE": "true",
-        "ESS_POLLING_INTERVAL": "0.2",
-        "ESS_LOG_FORMAT": "text",
-    }
-
-
-StartOperator = Callable[..., OperatorProcess]
-
-
 @pytest.fixture(scope="module")
 def start_operator(
     emulator: EmulatorProcess, cluster: LocalCluster, san_id: str, tmp_path_factory: pytest.TempPathFactory
@@ -112,7 +90,8 @@ def start_operator(
 
     def start(**env: str) -> OperatorProcess:
         process = OperatorProcess(
-            {**operator_env(emulator, cluster, san_id), **env}, logs / f"operator-{len(started)}.log"
+            operator_env(emulator.info, cluster.kubeconfig, san_id, **env),
+            logs / f"operator-{len(started)}.log",
         )
         started.append(process)
         return process.start()

@@ -2,33 +2,27 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
 from elasticsan_snapshotter import DRIVER_NAME
+from elasticsan_snapshotter.local_cluster.operator_process import OperatorProcess
+from waiting import wait_for
 
 RESOURCE_GROUP = "rg-ess"
 SAN = "san1"
 VOLUME_GROUP = "vg1"
 
-T = TypeVar("T")
 GROUP, VERSION = "snapshot.storage.k8s.io", "v1"
+FAST = ("--lro-retry-after", "0", "--throttle-retry-after", "1", "--export-seconds", "2")
+"""Emulator flags that keep long-running operations and exports short."""
 
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 90.0, interval: float = 0.25) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+StartOperator = Callable[..., OperatorProcess]
+"""Starts the operator with extra environment (the ``start_operator`` fixture)."""
 
 
 class Kube:

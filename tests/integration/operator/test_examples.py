@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 from azure.mgmt.elasticsan import ElasticSanMgmtClient
-from operator_scenario import Kube
+from operator_scenario import FAST, Kube, StartOperator
 
-from conftest import FAST, StartOperator
 from elasticsan_snapshotter.emulator.process import EmulatorProcess
 from elasticsan_snapshotter.local_cluster import Artifacts, LocalCluster
 

@@ -7,9 +7,8 @@ from typing import Any
 
 import pytest
 from azure.mgmt.elasticsan import ElasticSanMgmtClient
-from operator_scenario import Kube, snapshots_of, static_claim, unique_name, wait_for
+from operator_scenario import Kube, StartOperator, snapshots_of, static_claim, unique_name, wait_for
 
-from conftest import StartOperator
 from elasticsan_snapshotter.emulator.process import EmulatorProcess
 
 BEING_CREATED = "snapshot.storage.kubernetes.io/volumesnapshot-being-created"
