@@ -37,6 +37,7 @@ from elasticsan_snapshotter.azure.errors import (
     translate,
 )
 from elasticsan_snapshotter.azure.pacing import Pacing
+from elasticsan_snapshotter.azure.transport import SharedSession
 from elasticsan_snapshotter.domain.decisions import VolumeHasSnapshots
 from elasticsan_snapshotter.domain.errors import AlreadyExists, InvalidRequest, LimitReached, NotFound
 from elasticsan_snapshotter.domain.identity import (
@@ -103,14 +104,20 @@ class ElasticSanAzure:
         pacing: Pacing | None = None,
     ) -> None:
         self.config = config
+        # One SSL context and one connection pool for both clients and the credential.
+        self._session = SharedSession(config.ca_bundle)
         self._owns_credential = credential is None
-        self._credential = credential if credential is not None else build_credential(config)
+        self._credential = (
+            credential
+            if credential is not None
+            else build_credential(config, transport=self._session.transport())
+        )
         self.pacing = pacing if pacing is not None else Pacing(config.pacing)
         options: dict[str, Any] = {
             "base_url": config.base_url,
             "credential_scopes": list(config.scopes),
             "polling_interval": config.polling_interval,
-            "connection_verify": config.connection_verify,
+            "transport": self._session.transport(),
             "raw_response_hook": _on_response,
             **config.retry.sdk_kwargs(),
         }
@@ -137,6 +144,7 @@ class ElasticSanAzure:
         await self._compute.close()
         if self._owns_credential:
             await self._credential.close()
+        await self._session.close()
 
     # -- the call wrapper: pacing, metrics, logs, error translation -----------------
 

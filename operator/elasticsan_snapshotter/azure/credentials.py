@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.pipeline.transport import AsyncHttpTransport
 from azure.identity import AzureAuthorityHosts
 from azure.identity.aio import ClientSecretCredential, DefaultAzureCredential
 
@@ -68,9 +69,18 @@ def credential_kwargs(config: AzureConfig) -> dict[str, Any]:
     return kwargs
 
 
-def build_credential(config: AzureConfig) -> AsyncTokenCredential:
-    """The asynchronous credential for ``config``; the caller closes it."""
+def build_credential(
+    config: AzureConfig, *, transport: AsyncHttpTransport[Any, Any] | None = None
+) -> AsyncTokenCredential:
+    """The asynchronous credential for ``config``; the caller closes it.
+
+    ``transport``, when given, replaces the CA bundle setting: it already trusts that bundle
+    (see ``azure.transport``), and its connections are shared with the management clients.
+    """
     kwargs = credential_kwargs(config)
+    if transport is not None:
+        kwargs.pop("connection_verify", None)
+        kwargs["transport"] = transport
     tenant, client, secret = config.tenant_id, config.client_id, config.client_secret
     if secret:
         if not (tenant and client):

@@ -49,6 +49,9 @@ class AdminApi:
             return error.response()
         finally:
             self.emulator.store.save_if_dirty()
+            if self.emulator.access_log is not None:
+                # Readers of the access log ask the admin API first, so they see every line.
+                self.emulator.access_log.flush()
 
     @staticmethod
     async def _body(request: web.Request) -> dict[str, Any]:

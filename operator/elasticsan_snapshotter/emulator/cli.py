@@ -63,6 +63,9 @@ def register(subparsers: Any) -> None:
         default="refuse",
         help="refuse: needs x-ms-delete-snapshots: true (default); delete: snapshots always go too",
     )
+    parser.add_argument(
+        "--access-log", type=Path, help="write one JSON line per request (times, user agent, peer) here"
+    )
     parser.add_argument("--log-level", default="WARNING")
     parser.set_defaults(func=run)
 
@@ -105,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         max_snapshots_per_volume=args.max_snapshots_per_volume,
         sans_per_region=args.sans_per_region,
         volume_delete_with_snapshots=args.volume_delete_with_snapshots,
+        access_log=args.access_log,
     )
 
     def ready(info: dict[str, Any]) -> None:

@@ -40,6 +40,8 @@ class EmulatorConfig:
     # "refuse": deleting a volume with snapshots needs x-ms-delete-snapshots: true.
     # "delete": snapshots always go with the volume.
     volume_delete_with_snapshots: str = "refuse"
+    # A JSON line per answered request (see access_log.py); None keeps no access log.
+    access_log: Path | None = None
 
 
 def format_seconds(value: float) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from elasticsan_snapshotter.emulator import compute, elasticsan
+from elasticsan_snapshotter.emulator.access_log import AccessLog, logger_class
 from elasticsan_snapshotter.emulator.admin import AdminApi
 from elasticsan_snapshotter.emulator.calls import Call
 from elasticsan_snapshotter.emulator.certs import ensure_certificates, server_ssl_context
@@ -77,6 +78,7 @@ class Emulator:
         self.faults = FaultInjector(parse_spec(config.faults), config.fault_seed)
         self.counters = RequestCounters()
         self.admin = AdminApi(self)
+        self.access_log: AccessLog | None = None
         if config.seed_file is not None:
             apply_seed(config.seed_file, self.store, self.operations, self.elasticsan, self.compute)
         self.store.save()
@@ -106,7 +108,7 @@ class Emulator:
     # HTTP ------------------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[_arm_errors])
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         return app
 
@@ -169,7 +171,7 @@ class Emulator:
         try:
             response = self._route(call)
         finally:
-            self.store.save_if_dirty()
+            self.store.save_if_dirty(writes=request.method in _WRITES)
         if fault is not None and fault.action == "drop-after":
             _drop(request)
         return route.kind, response
@@ -230,6 +232,29 @@ class Emulator:
         return version
 
 
+@web.middleware
+async def _arm_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every failure is answered as an ARM error in JSON, never as aiohttp's plain text."""
+    try:
+        return await handler(request)
+    except ArmError as error:
+        return error.response()
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        code = _STATUS_CODES.get(error.status, error.reason.replace(" ", ""))
+        kept = {k: v for k, v in error.headers.items() if k.lower() not in ("content-type", "content-length")}
+        return ArmError(error.status, code, error.reason, headers=kept).response()
+    except asyncio.CancelledError:
+        raise
+    except Exception as error:
+        log.exception("emulator failure answering %s %s", request.method, request.path)
+        message = f"The emulator failed: {type(error).__name__}: {error}"
+        return ArmError(500, "InternalServerError", message).response()
+
+
 def _kind_of(path: str) -> str:
     route = parse_path(path)
     return route.kind if route is not None else "unknown"
@@ -283,7 +308,17 @@ def _listen_socket(host: str, port: int) -> socket.socket:
 async def serve(config: EmulatorConfig, ready: Callable[[dict[str, Any]], Awaitable[None] | None]) -> None:
     """Serve until SIGTERM or SIGINT; ``ready`` receives the connection details once listening."""
     emulator = Emulator(config)
-    runner = web.AppRunner(emulator.app(), access_log=None, handle_signals=False)
+    access = AccessLog(config.access_log) if config.access_log is not None else None
+    if access is not None:
+        emulator.access_log = access
+        runner = web.AppRunner(
+            emulator.app(),
+            access_log=logging.getLogger("elasticsan_snapshotter.emulator.access"),
+            access_log_class=logger_class(access),
+            handle_signals=False,
+        )
+    else:
+        runner = web.AppRunner(emulator.app(), access_log=None, handle_signals=False)
     await runner.setup()
     sock = _listen_socket(config.host, config.port)
     site = web.SockSite(runner, sock, ssl_context=server_ssl_context(emulator.certificates))
@@ -321,3 +356,5 @@ async def serve(config: EmulatorConfig, ready: Callable[[dict[str, Any]], Awaita
     finally:
         await runner.cleanup()
         emulator.store.save()
+        if access is not None:
+            access.close()
