@@ -24,9 +24,7 @@ CALLS = 40
 
 async def test_one_tls_connection_serves_many_calls_with_a_custom_ca(tmp_path: Path) -> None:
     access_log = tmp_path / "access.jsonl"
-    process = await asyncio.to_thread(
-        start_emulator, tmp_path / "emulator", "--access-log", str(access_log)
-    )
+    process = await asyncio.to_thread(start_emulator, tmp_path / "emulator", "--access-log", str(access_log))
     try:
         config = emulator_config(process.info)
         assert config.ca_bundle  # the emulator's own CA, as ESS_CA_BUNDLE would give it

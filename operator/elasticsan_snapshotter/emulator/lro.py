@@ -26,13 +26,17 @@ IN_PROGRESS = "InProgress"
 SUCCEEDED = "Succeeded"
 FAILED = "Failed"
 
-_KEEP_FINISHED = 2000
+KEEP_FINISHED = 20_000
+"""Finished operations kept for late polls; the oldest go first."""
 
 
 class Operations:
     def __init__(self, store: Store, config: EmulatorConfig) -> None:
         self.store = store
         self.config = config
+        self.keep_finished = KEEP_FINISHED
+        # Ids of running operations, so that settling is not a scan of every operation kept.
+        self._running = {op_id for op_id, op in store.operations.items() if op["status"] == IN_PROGRESS}
 
     def start(
         self,
@@ -73,8 +77,10 @@ class Operations:
             "error": error,
         }
         self.store.operations[op_id] = op
+        self._running.add(op_id)
         resource["operation"] = op_id
-        self.store.mark_dirty()
+        self.store.touch_operation(op_id)
+        self.store.touch(resource["id"])
         return op
 
     def headers(self, op: Record, base_url: str) -> dict[str, str]:
@@ -92,9 +98,17 @@ class Operations:
     def settle(self) -> None:
         """Finish every operation whose time has come."""
         now = time.time()
-        for op in self.store.operations.values():
-            if op["status"] == IN_PROGRESS and op["done_at"] <= now:
-                self._finish(op)
+        due = [
+            op
+            for op_id in self._running
+            if (op := self.store.operations.get(op_id)) is not None and op["done_at"] <= now
+        ]
+        if not due:
+            return
+        for op in due:
+            self._running.discard(op["id"])
+            self._finish(op)
+        self._prune()
 
     def _finish(self, op: Record) -> None:
         failed = op["error"] is not None
@@ -111,15 +125,20 @@ class Operations:
                 record["state"] = SUCCEEDED
             else:
                 record["state"] = FAILED if failed else SUCCEEDED
-        self.store.mark_dirty()
-        self._prune()
+            self.store.touch(record["id"])
+        self.store.touch_operation(op["id"])
 
     def _prune(self) -> None:
+        # A list first: deleting from the dict while iterating it would fail.
+        extra = len(self.store.operations) - len(self._running) - self.keep_finished
+        if extra <= 0:
+            return
+        extra += self.keep_finished // 10  # some headroom, so the sort is not paid on every finish
         finished = [op for op in self.store.operations.values() if op["status"] != IN_PROGRESS]
-        if len(finished) > _KEEP_FINISHED:
-            finished.sort(key=lambda o: o["done_at"])
-            for op in finished[: len(finished) - _KEEP_FINISHED]:
-                del self.store.operations[op["id"]]
+        finished.sort(key=lambda o: o["done_at"])
+        for op in finished[:extra]:
+            del self.store.operations[op["id"]]
+            self.store.touch_operation(op["id"])
 
     def in_progress(self, record: Record) -> Record | None:
         op_id = record.get("operation")
