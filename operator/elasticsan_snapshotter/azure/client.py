@@ -35,6 +35,7 @@ from elasticsan_snapshotter.azure.errors import (
     refusal_error,
     request_id,
     translate,
+    unreadable_answer,
 )
 from elasticsan_snapshotter.azure.pacing import Pacing
 from elasticsan_snapshotter.azure.transport import SharedSession
@@ -67,6 +68,7 @@ COPY_FROM_SAN_SNAPSHOT = "CopyFromSanSnapshot"
 # The request ID of the latest response seen in this task: azure-core calls the
 # response hook in the caller's task, so the operation that follows can log it.
 _last_request_id: ContextVar[str | None] = ContextVar("azure_last_request_id", default=None)
+_last_status: ContextVar[int | None] = ContextVar("azure_last_status", default=None)
 
 
 def _same_arm_id(left: str | None, right: str) -> bool:
@@ -161,6 +163,7 @@ class ElasticSanAzure:
             metrics.AZURE_PACING_WAIT.labels("write_budget").observe(waited)
         async with self.pacing.slot():
             _last_request_id.set(None)
+            _last_status.set(None)
             started = time.monotonic()
             try:
                 result = await action()
@@ -172,9 +175,14 @@ class ElasticSanAzure:
                 if error is exc:
                     raise
                 raise error from exc
-            except Exception:
-                # A bug or an answer the SDK could not read: counted, then left as it is.
-                self._record(operation, what, UNEXPECTED, started, _last_request_id.get(), write)
+            except Exception as exc:
+                req_id = _last_request_id.get()
+                unreadable = unreadable_answer(exc, _last_status.get(), what, req_id)
+                if unreadable is not None:
+                    self._record(operation, what, unreadable.reason, started, req_id, write)
+                    raise unreadable from exc
+                # A bug, or a success the SDK could not read: counted, then left as it is.
+                self._record(operation, what, UNEXPECTED, started, req_id, write)
                 raise
             self._record(operation, what, SUCCESS, started, _last_request_id.get(), write)
             return result
@@ -569,6 +577,7 @@ def _on_response(response: PipelineResponse[Any, Any]) -> None:
     req_id = request_id(headers)
     _last_request_id.set(req_id)
     status = http.status_code
+    _last_status.set(status)
     if status == 429:
         metrics.AZURE_THROTTLED_RESPONSES.inc()
     # Path only: the query holds nothing secret but adds noise; headers (tokens) are never logged.

@@ -219,6 +219,25 @@ def translate(exc: BaseException, what: str = "") -> SnapshotterError:
     return cls(message, retry_after=delay, request_id=request_id(headers))
 
 
+def unreadable_answer(
+    exc: BaseException, status: int | None, what: str = "", req_id: str | None = None
+) -> SnapshotterError | None:
+    """A domain error for an answer the SDK could not parse, decided by its HTTP status.
+
+    A plain-text 5xx (a proxy's error page, a failing server) makes the SDK raise a bare
+    ``ValueError`` while reading it as an ARM error; by its status it is a passing failure.
+    A success the SDK cannot read stays a bug (``None``).
+    """
+    if status is None or not isinstance(exc, ValueError):
+        return None
+    cls = _by_status(status) if status >= 400 else None
+    if cls is None:
+        return None
+    prefix = f"{what}: " if what else ""
+    message = f"{prefix}the service answered {status} with a body that is no ARM error ({type(exc).__name__})"
+    return cls(message, request_id=req_id)
+
+
 AMBIGUOUS_QUOTA_CODES = frozenset({"quotaexceeded"})
 """Codes that say a quota is exhausted without saying which: a count limit or the SAN's capacity."""
 
@@ -269,4 +288,5 @@ __all__ = [
     "request_id",
     "retry_after",
     "translate",
+    "unreadable_answer",
 ]

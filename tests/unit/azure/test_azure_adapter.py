@@ -19,7 +19,13 @@ from elasticsan_snapshotter import metrics
 from elasticsan_snapshotter.azure.client import ElasticSanAzure, _on_response
 from elasticsan_snapshotter.azure.config import AzureConfig
 from elasticsan_snapshotter.domain.decisions import VolumeHasSnapshots
-from elasticsan_snapshotter.domain.errors import AlreadyExists, NotFound, SnapshotterError, Throttled
+from elasticsan_snapshotter.domain.errors import (
+    AlreadyExists,
+    NotFound,
+    SnapshotterError,
+    Throttled,
+    Transient,
+)
 from elasticsan_snapshotter.domain.identity import ElasticSanId, SnapshotId, VolumeId
 
 pytestmark = pytest.mark.unit
@@ -173,6 +179,37 @@ async def test_errors_carry_and_log_the_request_id(
     assert caught.value.request_id == "req-429"
     assert calls("snapshot.get", "Throttled") == before + 1
     assert any("req-429" in r.getMessage() and "Throttled" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_unreadable_5xx_answer_is_transient_not_unexpected(
+    adapter: ElasticSanAzure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What the SDK does with a plain-text 500 (a proxy's or a crashed server's page) on a GET:
+    # it fails to parse the body as an ARM error and lets the JSON error out.
+    async def get(*args: Any, **kwargs: Any) -> em.Volume:
+        seen_response(500, "req-500")
+        return json.loads("500 Internal Server Error")  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(adapter._san.volumes, "get", get)
+    before = calls("volume.get", "Transient")
+    with pytest.raises(Transient) as caught:
+        await adapter.get_volume(VOLUME)
+    assert caught.value.retryable
+    assert caught.value.request_id == "req-500"
+    assert "500" in str(caught.value)
+    assert calls("volume.get", "Transient") == before + 1
+
+
+async def test_an_unreadable_success_answer_stays_unexpected(
+    adapter: ElasticSanAzure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def get(*args: Any, **kwargs: Any) -> em.Volume:
+        seen_response(200, "req-200")
+        return json.loads("not json")  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(adapter._san.volumes, "get", get)
+    with pytest.raises(ValueError, match="Expecting value"):
+        await adapter.get_volume(VOLUME)
 
 
 async def test_success_logs_the_request_id_of_the_last_response(
