@@ -30,7 +30,7 @@ class Store:
         key = object_key(body)
         if event_type == "DELETED":
             self._items.pop(key, None)
-        else:
+        elif not _older(body, self._items.get(key)):
             self._items[key] = self._slim(body) if self._slim else body
         return key
 
@@ -42,6 +42,24 @@ class Store:
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def _resource_version(body: Body | None) -> int | None:
+    value = ((body or {}).get("metadata") or {}).get("resourceVersion")
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
+def _older(body: Body, held: Body | None) -> bool:
+    """Whether ``body`` is an older version than ``held``.
+
+    A watch event can arrive after the response of a PATCH that came later, and must not
+    replace that fresher body. resourceVersions are opaque by contract, but the API server
+    hands out etcd revisions, which grow; anything else is never called older.
+    """
+    if held is None or (held.get("metadata") or {}).get("uid") != (body.get("metadata") or {}).get("uid"):
+        return False
+    new, old = _resource_version(body), _resource_version(held)
+    return new is not None and old is not None and new < old
 
 
 def slim_pv(body: Body) -> Body:
