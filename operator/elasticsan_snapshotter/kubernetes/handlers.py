@@ -85,7 +85,11 @@ class Runtime:
             **common, index=self.index, contents=self.contents, volumes=self.volumes
         )
         self.snapshot_watcher = SnapshotWatcher(
-            **common, index=self.index, snapshot_classes=self.snapshot_classes, volumes=self.volumes
+            **common,
+            index=self.index,
+            snapshot_classes=self.snapshot_classes,
+            storage_classes=self.storage_classes,
+            volumes=self.volumes,
         )
         self.claim_reconciler = ClaimReconciler(
             **common, claims=self.claims, storage_classes=self.storage_classes
@@ -189,7 +193,9 @@ def register(registry: kopf.OperatorRegistry, runtime_box: list[Runtime]) -> Non
     async def claim_event(event: kopf.RawEvent, **_: Any) -> None:
         rt = runtime()
         assert rt.claim_reconciler is not None
+        assert rt.snapshot_watcher is not None
         body = _object(event)
+        rt.snapshot_watcher.claims.apply(event.get("type"), body)
         if not rt.claim_reconciler.is_ours(body):
             return
         key = rt.claims.apply(event.get("type"), body)

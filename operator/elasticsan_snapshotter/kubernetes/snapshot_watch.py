@@ -3,6 +3,9 @@
 snapshot-controller waits silently in several situations that users then
 read as "stuck". Each of them gets one Warning Event on the VolumeSnapshot
 that says what is wrong and what to do.
+
+Claims, classes and volumes come from watch-fed stores, so a VolumeSnapshot
+event costs no API read; the API is asked only about what no watch has shown yet.
 """
 
 from __future__ import annotations
@@ -33,12 +36,34 @@ def _slim_snapshot(body: Body) -> Body:
     }
 
 
+def _slim_claim(body: Body) -> Body:
+    meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    return {
+        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion") if k in meta},
+        "spec": {k: spec[k] for k in ("storageClassName", "volumeName") if k in spec},
+        "status": {k: v for k, v in (body.get("status") or {}).items() if k == "phase"},
+    }
+
+
 @dataclass(kw_only=True, eq=False)
 class SnapshotWatcher(Reconciler):
     index: SanIndex
     snapshot_classes: Store
+    storage_classes: Store
     volumes: PersistentVolumes
     snapshots: Store = field(init=False, default_factory=lambda: Store(_slim_snapshot))
+    claims: Store = field(init=False, default_factory=lambda: Store(_slim_claim))
+    """Every PersistentVolumeClaim (a snapshot's source may be any claim), slimmed."""
+
+    async def _claim(self, name: str, namespace: str) -> Body | None:
+        claim = self.claims.get(f"{namespace}/{name}")
+        if claim is None:
+            # Not seen on the watch yet (start-up, or a snapshot of a claim still to come).
+            claim = await self.api.get(PERSISTENT_VOLUME_CLAIM, name, namespace)
+            if claim is not None:
+                self.claims.apply("ADDED", claim)
+        return claim
 
     async def reconcile(self, key: str) -> Outcome:
         vs = self.snapshots.get(key)
@@ -50,7 +75,7 @@ class SnapshotWatcher(Reconciler):
             return None  # pre-provisioned: nothing to explain here
         namespace = vs["metadata"]["namespace"]
         class_name = spec.get("volumeSnapshotClassName")
-        claim = await self.api.get(PERSISTENT_VOLUME_CLAIM, claim_name, namespace)
+        claim = await self._claim(claim_name, namespace)
         if class_name is None:
             return await self._without_class(vs, claim)
         snapshot_class = self.snapshot_classes.get(class_name)
@@ -116,7 +141,7 @@ class SnapshotWatcher(Reconciler):
         class_name = (claim.get("spec") or {}).get("storageClassName")
         if not class_name:
             return False
-        storage_class = await self.api.get(STORAGE_CLASS, class_name)
+        storage_class = self.storage_classes.get(class_name) or await self.api.get(STORAGE_CLASS, class_name)
         return bool(storage_class and storage_class.get("provisioner") == self.driver_name)
 
     async def _warn(self, vs: Body, reason: str, message: str) -> Outcome:
