@@ -98,6 +98,9 @@ def configure_logging(log_format: str) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    # azure-core logs every HTTP request and response, headers included, at INFO: several
+    # lines per Azure call. The adapter logs one line per operation instead.
+    logging.getLogger("azure").setLevel(logging.WARNING)
 
 
 __all__ = ["register"]

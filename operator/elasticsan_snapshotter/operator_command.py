@@ -25,6 +25,17 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def quiet_per_event_logs(*, verbose: bool) -> None:
+    """Keep per-event and per-request lines out of INFO; ``--verbose`` shows Kopf's again.
+
+    Kopf logs "Handler ... succeeded." for every watch event (many per snapshot, thousands
+    at start-up), and azure-core every HTTP exchange with its headers. Failures stay visible:
+    both log those at WARNING or above.
+    """
+    logging.getLogger("kopf.objects").setLevel(logging.NOTSET if verbose else logging.WARNING)
+    logging.getLogger("azure").setLevel(logging.WARNING)
+
+
 def run(args: argparse.Namespace) -> int:
     import kopf
     from prometheus_client import start_http_server
@@ -43,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         verbose=bool(args.verbose),
         log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
     )
-    logging.getLogger("azure").setLevel(logging.WARNING)
+    quiet_per_event_logs(verbose=bool(args.verbose))
     registry = kopf.OperatorRegistry()
     box: list[Runtime] = []
     register(registry, box)
