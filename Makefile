@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: test lint binaries cluster install stubs demo
+.PHONY: test lint binaries cluster install stubs demo bench bench-quick
 
 install: $(VENV)/.installed
 
@@ -30,6 +30,17 @@ lint: install stubs
 
 test: lint binaries
 	$(BIN)/pytest -v -p no:cacheprovider --durations=20 $(PYTEST_ARGS)
+	$(MAKE) bench-quick
+
+# Operator against csi-snapshotter + our CSI controller, side by side (docs/performance.md).
+# `bench` enforces the targets (non-zero exit when one is missed); `bench-quick` is the smoke
+# run that `make test` ends with: a few minutes, figures printed, targets not enforced.
+BENCH_ARGS ?=
+bench: install stubs binaries
+	$(BIN)/python hack/bench.py --json bench-results.json $(BENCH_ARGS)
+
+bench-quick: install stubs binaries
+	$(BIN)/python hack/bench.py --quick --json bench-quick.json $(BENCH_ARGS)
 
 cluster: install binaries
 	$(BIN)/python -m elasticsan_snapshotter.local_cluster

@@ -139,6 +139,7 @@ class LocalCluster:
         apiserver_port: int = 0,
         snapshot_controller: bool = True,
         snapshot_controller_args: Sequence[str] = (),
+        apiserver_args: Sequence[str] = (),
         keep_workdir: bool = False,
     ) -> None:
         self.artifacts = artifacts
@@ -147,6 +148,7 @@ class LocalCluster:
         self._requested_apiserver_port = apiserver_port
         self._with_snapshot_controller = snapshot_controller
         self._snapshot_controller_args = list(snapshot_controller_args)
+        self._apiserver_args = list(apiserver_args)
         self._keep_workdir = keep_workdir
         self.components: list[Component] = []
         self.apiserver_port = 0
@@ -301,6 +303,7 @@ class LocalCluster:
                 "--profiling=false",
                 f"--cert-dir={self.workdir / 'apiserver-certs'}",
                 "--v=1",
+                *self._apiserver_args,
             ],
         )
         _wait(apiserver, deadline, lambda: _http_ok(f"{self.server}/readyz", self._admin_ssl()))

@@ -76,6 +76,10 @@ class OperatorProcess:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as resp:
             return str(resp.read().decode())
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
