@@ -224,7 +224,9 @@ class Bench:
 
     async def scenario(self, key: str, arm: bc.Arm, trial: int) -> Run:
         p = self.profile
-        driver = f"{key}-{arm.name}-{trial}.{uuid.uuid4().hex[:6]}.bench.dev"
+        # Names end up in DNS-style fields (class names, CSI driver names): no underscores.
+        slug = key.replace("_", "-")
+        driver = f"{slug}-{arm.name}-{trial}.{uuid.uuid4().hex[:6]}.bench.dev"
         if key == "startup":
             driver = STARTUP_DRIVER
         else:
@@ -252,7 +254,7 @@ class Bench:
             meter = bf.CpuMeter({**arm.pids(), **self.platform_pids})
             meter.start()
             started = time.time()
-            prefix = f"{key[:5]}-{arm.name[:4]}-{trial}-{uuid.uuid4().hex[:4]}"
+            prefix = f"{slug[:5]}-{arm.name[:4]}-{trial}-{uuid.uuid4().hex[:4]}"
             timeout = 120 + n * 1.0
             if key == "singles":
                 created: dict[str, float] = {}

@@ -1,7 +1,8 @@
 """The Azure port over the asynchronous Azure SDKs.
 
 One ``ElasticSanAzure`` per process holds one Elastic SAN client, one Compute
-client and one credential, and ``close()`` releases all three. azure-core does
+client and one credential over one shared HTTPS session, and ``close()`` releases
+all of them. azure-core does
 the retrying (``Retry-After`` included) and the long-running-operation polling;
 this module adds idempotency by name, client-side pacing, metrics and logs, and
 turns SDK exceptions into domain errors through ``azure.errors``.
