@@ -102,8 +102,11 @@ class Api:
         await self._session.close()
 
     async def request(
-        self, method: str, path: str, body: Any = None, *, content_type: str = "application/json"
+        self, method: str, path: str, body: Any = None, *, content_type: str = ""
     ) -> dict[str, Any]:
+        content_type = content_type or (
+            "application/merge-patch+json" if method == "PATCH" else "application/json"
+        )
         async with self._limit:
             data = json.dumps(body) if body is not None else None
             headers = {"Content-Type": content_type} if data else {}
