@@ -126,6 +126,22 @@ async def test_create_snapshot_then_adopt_then_conflict(backend: Backend) -> Non
         assert await backend.count(method="PUT", kind="volumeSnapshots") == 1
 
 
+async def test_a_fresh_snapshot_create_costs_one_put_and_two_reads(backend: Backend) -> None:
+    volume = await a_volume(backend)
+    if isinstance(backend, EmulatorBackend):
+        await backend.admin_call("reset_counters")  # count the snapshot's requests only
+    snapshot = backend.new_snapshot(volume)
+    created = await backend.port.create_snapshot(snapshot, volume, fresh=True)
+    assert created.provisioning_state == SUCCEEDED
+    assert created.source_volume == volume
+    if backend.is_emulator:
+        # No lookup by name first; the PUT's own long-running operation: one poll, one final GET.
+        assert await backend.count(method="PUT", kind="volumeSnapshots") == 1
+        assert await backend.count(method="GET", kind="volumeSnapshots", status=404) == 0
+        reads = await backend.count(method="GET", kind="volumeSnapshots")
+        assert reads + await backend.count(method="GET", kind="operations") <= 2
+
+
 async def test_snapshot_is_ready_and_readable(backend: Backend) -> None:
     volume = await a_volume(backend, 16)
     snapshot = backend.new_snapshot(volume)

@@ -308,10 +308,13 @@ class ElasticSanAzure:
 
         return await self._call("snapshot.get", snapshot.arm_id, action)
 
-    async def create_snapshot(self, snapshot: SnapshotId, source: VolumeId) -> SnapshotInfo:
+    async def create_snapshot(
+        self, snapshot: SnapshotId, source: VolumeId, *, fresh: bool = False
+    ) -> SnapshotInfo:
         # GET by the deterministic name first: a retry after a 429, a timeout or a crash adopts
-        # what an earlier attempt made instead of making a second snapshot.
-        existing = await self._find(self.get_snapshot(snapshot))
+        # what an earlier attempt made instead of making a second snapshot. Retries inside one
+        # call are azure-core's and re-send the same idempotent PUT, so a fresh create needs no GET.
+        existing = None if fresh else await self._find(self.get_snapshot(snapshot))
         if existing is not None:
             if existing.source_volume != source:
                 raise AlreadyExists(

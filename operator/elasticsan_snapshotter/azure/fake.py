@@ -396,7 +396,9 @@ class InMemoryAzure:
 
     # --- snapshots --------------------------------------------------------------------------
 
-    async def create_snapshot(self, snapshot: SnapshotId, source: VolumeId) -> SnapshotInfo:
+    async def create_snapshot(
+        self, snapshot: SnapshotId, source: VolumeId, *, fresh: bool = False
+    ) -> SnapshotInfo:
         fault = await self._enter("create_snapshot")
         validate_snapshot_name(snapshot.name)
         existing = self._snapshots.get(snapshot)

@@ -103,7 +103,15 @@ class AzurePort(Protocol):
     async def delete_volume(self, volume: VolumeId, *, delete_snapshots: bool) -> None:
         """Delete a volume. Without ``delete_snapshots`` a volume that has snapshots is refused."""
 
-    async def create_snapshot(self, snapshot: SnapshotId, source: VolumeId) -> SnapshotInfo: ...
+    async def create_snapshot(
+        self, snapshot: SnapshotId, source: VolumeId, *, fresh: bool = False
+    ) -> SnapshotInfo:
+        """Create ``snapshot`` of ``source``, or adopt the one an earlier attempt made.
+
+        ``fresh``: the caller knows no earlier attempt can have sent this create (nothing marked
+        it as begun), so the adapter may skip looking the name up first: one read fewer.
+        """
+        ...
 
     async def get_snapshot(self, snapshot: SnapshotId) -> SnapshotInfo: ...
 
