@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import platform
+import signal
 import sys
 import tempfile
 import time
@@ -37,7 +38,10 @@ NAMESPACE = "bench"
 RESOURCE_GROUP, SAN = "rg-bench", "san-bench"
 STARTUP_DRIVER = "startup.bench.elasticsan.snapshotter.dev"
 SETTLE_SECONDS = 3.0
-"""Pause after an arm starts, so that its watches are established before a scenario begins."""
+"""Least pause after an arm starts, so that its watches are established before a scenario begins."""
+IDLE_CPU = 0.1
+"""An arm counts as settled once it uses less than this share of a core for two seconds in a row."""
+SETTLE_LIMIT = 300.0
 
 
 @dataclass(frozen=True)
@@ -222,6 +226,18 @@ class Bench:
         while time.monotonic() < deadline and not all(n in self.ready for n in names):  # noqa: ASYNC110
             await asyncio.sleep(0.05)
 
+    async def _settle(self, arm: bc.Arm) -> float:
+        """Wait until the freshly started arm is done with its start-up (the initial lists)."""
+        began = time.monotonic()
+        await asyncio.sleep(SETTLE_SECONDS)
+        quiet = 0
+        while quiet < 2 and time.monotonic() - began < SETTLE_LIMIT:
+            meter = bf.CpuMeter(arm.pids())
+            meter.start()
+            await asyncio.sleep(1.0)
+            quiet = quiet + 1 if sum(meter.stop().values()) < IDLE_CPU else 0
+        return time.monotonic() - began
+
     async def scenario(self, key: str, arm: bc.Arm, trial: int) -> Run:
         p = self.profile
         # Names end up in DNS-style fields (class names, CSI driver names): no underscores.
@@ -250,7 +266,7 @@ class Bench:
         extra: dict[str, float] = {}
         try:
             if key != "startup":
-                await asyncio.sleep(SETTLE_SECONDS)
+                extra["settle_s"] = await self._settle(arm)
             meter = bf.CpuMeter({**arm.pids(), **self.platform_pids})
             meter.start()
             started = time.time()
@@ -313,7 +329,8 @@ class Bench:
                     print(
                         f"trial {trial} {key:>9} {arm_name:>8}: {run.completed}/{run.n} ready, "
                         f"makespan {run.makespan_s:.2f}s, driver writes {run.driver['writes']} "
-                        f"reads {run.driver['reads']}, azure {run.azure['requests']} requests",
+                        f"reads {run.driver['reads']}, azure {run.azure['requests']} requests, "
+                        f"settled in {run.extra.get('settle_s', 0):.1f}s",
                         flush=True,
                     )
 
@@ -378,6 +395,8 @@ def main() -> int:
         finally:
             await bench.close()
 
+    # SIGTERM ends the run like Ctrl-C: every process it started is stopped on the way out.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     asyncio.run(go())
     rows = bench_targets.rows(profile, bench.runs)
     flags = {

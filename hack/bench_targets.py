@@ -85,6 +85,7 @@ def rows(profile: Any, runs: Sequence[Any]) -> list[Row]:
     start = f"start-up with {profile.startup_objects} contents and PVs"
     add(f"{start}: time to the first snapshot", "startup", lambda r: r.extra.get("first_snapshot_after_start_s"), "s",
         "≤ sidecar", lambda op, side: side is not None and op <= side)  # fmt: skip
+    add(f"{start}: time until the driver is idle", "singles", lambda r: r.extra.get("settle_s"), "s")
     add(f"{start}: steady RSS", "startup", lambda r: _driver_memory(r, "rss"), "MiB",
         "≤ 150 MiB", lambda op, side: op <= 150)  # fmt: skip
     add(f"{start}: peak RSS", "startup", lambda r: _driver_memory(r, "peak"), "MiB",
