@@ -25,6 +25,7 @@ from elasticsan_snapshotter.domain import decisions, names
 from elasticsan_snapshotter.domain.errors import InvalidRequest, NotFound, SnapshotterError
 from elasticsan_snapshotter.domain.identity import DiskSnapshotId, SnapshotId, VolumeId, parse_snapshot_handle
 from elasticsan_snapshotter.domain.mapping import SanIndex, volume_of
+from elasticsan_snapshotter.domain.ports import SnapshotInfo
 from elasticsan_snapshotter.kubernetes.api import Body
 from elasticsan_snapshotter.kubernetes.reconciler import Reconciler
 from elasticsan_snapshotter.kubernetes.resources import (
@@ -40,6 +41,18 @@ logger = logging.getLogger(__name__)
 
 FINAL_RECHECK = 300.0
 """A content with a final error is looked at again this often, in case its cause was fixed."""
+
+
+def _finished(info: SnapshotInfo) -> bool:
+    try:
+        return decisions.snapshot_ready(info)
+    except SnapshotterError:
+        return True  # failed for good: nothing is running any more
+
+
+def _is_ready(body: Body) -> bool:
+    status = body.get("status") or {}
+    return bool(status.get("readyToUse") and status.get("snapshotHandle"))
 
 
 @dataclass(frozen=True)
@@ -79,14 +92,18 @@ class ContentReconciler(Reconciler):
     # -- dynamic snapshots -------------------------------------------------------
 
     async def _create(self, body: Body) -> Outcome:
-        status = body.get("status") or {}
-        if status.get("readyToUse") and status.get("snapshotHandle"):
+        if _is_ready(body):
+            # A crash between the ready write and the removal leaves the annotation behind;
+            # every look at a ready content (start-up included) takes it off.
+            await self._set_being_created(body, False)
             return None
         uid = ((body["spec"].get("volumeSnapshotRef") or {}).get("uid")) or ""
         if not uid:
             return None  # snapshot-controller always binds dynamic contents; nothing to do yet
         volume = await self._source_volume(body["spec"]["source"]["volumeHandle"])
         snapshot = volume.volume_group.snapshot(names.snapshot_name(uid))
+        # Set once per create attempt and kept while Azure is still creating: re-polls of an
+        # unready snapshot write nothing, and never reopen the window between set and removal.
         await self._set_being_created(body, True)
         started = time.monotonic()
         info = await self.azure.create_snapshot(snapshot, volume)
@@ -98,7 +115,8 @@ class ContentReconciler(Reconciler):
             ready=ready,
         )
         await self._write_status(body, state)
-        await self._set_being_created(body, False)
+        if ready:
+            await self._set_being_created(body, False)
         logger.info(
             "snapshot %s of %s for VolumeSnapshotContent %s: %s in %.1fs",
             snapshot.name,
@@ -167,7 +185,7 @@ class ContentReconciler(Reconciler):
         )
         if not should_delete:
             if FIN_CONTENT_BOUND in (meta.get("finalizers") or []) and ANN_BEING_CREATED in annotations:
-                return Requeue()  # a create is (or was) in flight; deletion waits for it
+                return await self._settle_create(body)
             return None
         if spec.get("deletionPolicy") == "Delete":
             target = await self._snapshot_to_delete(body)
@@ -176,6 +194,25 @@ class ContentReconciler(Reconciler):
                 metrics.SNAPSHOTS_DELETED.inc()
         await self.api.remove_finalizer(VOLUME_SNAPSHOT_CONTENT, body, FIN_CONTENT_BOUND)
         return None
+
+    async def _settle_create(self, body: Body) -> Outcome:
+        """Finish or abandon the create a deleted content still marks, as the sidecar does.
+
+        Only a snapshot Azure is still creating makes deletion wait (deleting it then could
+        leave it behind); a finished one is deleted next, and a create that never reached
+        Azure is abandoned. Either way the annotation comes off, so deletion proceeds.
+        """
+        if not _is_ready(body):
+            target = await self._snapshot_to_delete(body)
+            if isinstance(target, SnapshotId):
+                try:
+                    info = await self.azure.get_snapshot(target)
+                except NotFound:
+                    info = None
+                if info is not None and not _finished(info):
+                    return Requeue()
+        await self._set_being_created(body, False)
+        return await self._delete(body)
 
     async def _snapshot_to_delete(self, body: Body) -> SnapshotId | DiskSnapshotId | None:
         spec = body["spec"]
