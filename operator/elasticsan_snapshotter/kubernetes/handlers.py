@@ -82,7 +82,7 @@ class Runtime:
             "recorder": self.recorder,
         }
         self.content_reconciler = ContentReconciler(
-            **common, index=self.index, contents=self.contents, volumes=self.volumes
+            **common, index=self.index, contents=self.contents, volumes=self.volumes, exports=self.exports
         )
         self.snapshot_watcher = SnapshotWatcher(
             **common, index=self.index, snapshot_classes=self.snapshot_classes, volumes=self.volumes

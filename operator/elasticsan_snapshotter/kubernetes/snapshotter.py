@@ -27,11 +27,13 @@ from elasticsan_snapshotter.domain.identity import DiskSnapshotId, SnapshotId, V
 from elasticsan_snapshotter.domain.mapping import SanIndex, volume_of
 from elasticsan_snapshotter.domain.ports import SnapshotInfo
 from elasticsan_snapshotter.kubernetes.api import Body
+from elasticsan_snapshotter.kubernetes.events import NORMAL
 from elasticsan_snapshotter.kubernetes.reconciler import Reconciler
 from elasticsan_snapshotter.kubernetes.resources import (
     ANN_BEING_CREATED,
     ANN_BEING_DELETED,
     FIN_CONTENT_BOUND,
+    SNAPSHOT_EXPORT,
     VOLUME_SNAPSHOT_CONTENT,
 )
 from elasticsan_snapshotter.kubernetes.stores import PersistentVolumes, Store
@@ -41,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 FINAL_RECHECK = 300.0
 """A content with a final error is looked at again this often, in case its cause was fixed."""
+EXPORT_WAIT = 10.0
+"""A deleted content whose snapshot an export still reads is looked at again this often."""
 
 
 def _finished(info: SnapshotInfo) -> bool:
@@ -68,6 +72,9 @@ class ContentReconciler(Reconciler):
     index: SanIndex
     contents: Store
     volumes: PersistentVolumes
+    exports: Store | None = None
+    """ElasticSanSnapshotExports: deletion of a snapshot waits while one of them copies it."""
+    _exports_listed: bool = False
 
     def is_ours(self, body: Body) -> bool:
         spec = body.get("spec") or {}
@@ -190,6 +197,16 @@ class ContentReconciler(Reconciler):
         if spec.get("deletionPolicy") == "Delete":
             target = await self._snapshot_to_delete(body)
             if target is not None:
+                readers = await self._exports_reading(target)
+                if readers:
+                    await self.recorder.record(
+                        body,
+                        NORMAL,
+                        "WaitingForExport",
+                        f"Elastic SAN snapshot {target.arm_id} is deleted once the export(s) reading it "
+                        f"finish: {', '.join(readers)}",
+                    )
+                    return Requeue(EXPORT_WAIT)
                 await self._delete_in_azure(target)
                 metrics.SNAPSHOTS_DELETED.inc()
         await self.api.remove_finalizer(VOLUME_SNAPSHOT_CONTENT, body, FIN_CONTENT_BOUND)
@@ -213,6 +230,30 @@ class ContentReconciler(Reconciler):
                     return Requeue()
         await self._set_being_created(body, False)
         return await self._delete(body)
+
+    async def _exports_reading(self, target: SnapshotId | DiskSnapshotId) -> list[str]:
+        """Unfinished exports copying from ``target``: deleting it now would break their copy."""
+        if self.exports is None or not isinstance(target, SnapshotId):
+            return []
+        if not self._exports_listed:
+            # At start-up the exports' watch may not have caught up with the contents' one.
+            for export in await self.api.list(SNAPSHOT_EXPORT):
+                self.exports.apply("ADDED", export)
+            self._exports_listed = True
+        readers = []
+        for export in self.exports:
+            status = export.get("status") or {}
+            source = status.get("sourceSnapshotId")
+            if not source or status.get("phase") in ("Succeeded", "Failed"):
+                continue
+            try:
+                if SnapshotId.parse(str(source), self.subscription) != target:
+                    continue
+            except InvalidRequest:
+                continue
+            meta = export.get("metadata") or {}
+            readers.append(f"{meta.get('namespace')}/{meta.get('name')}")
+        return sorted(readers)
 
     async def _snapshot_to_delete(self, body: Body) -> SnapshotId | DiskSnapshotId | None:
         spec = body["spec"]

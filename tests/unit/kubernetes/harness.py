@@ -148,6 +148,7 @@ class Operator:
     async def settle(self, rounds: int = 20) -> None:
         """Deliver events and reconcile every pending key until nothing is pending (or rounds run out)."""
         for _ in range(rounds):
+            sync_snapshots_as_snapshot_controller(self.kube)
             self.deliver_all()
             work = [(q, k) for q, keys in self.pending.items() for k in sorted(keys)]
             if not work:
@@ -219,6 +220,25 @@ def delete_snapshot_as_snapshot_controller(kube: FakeKube, content_name: str) ->
     )
     if content["spec"]["deletionPolicy"] == "Delete":
         kube.delete_direct(VOLUME_SNAPSHOT_CONTENT, content_name)
+
+
+def sync_snapshots_as_snapshot_controller(kube: FakeKube) -> None:
+    """snapshot-controller copies a bound content's status to its VolumeSnapshot."""
+    for vs in kube.all(VOLUME_SNAPSHOT):
+        status = vs.get("status") or {}
+        content = kube.get_object(VOLUME_SNAPSHOT_CONTENT, status.get("boundVolumeSnapshotContentName") or "")
+        if content is None:
+            continue
+        wanted = dict(status)
+        source = content.get("status") or {}
+        wanted["readyToUse"] = bool(source.get("readyToUse"))
+        for field_name in ("restoreSize", "error"):
+            if source.get(field_name) is not None:
+                wanted[field_name] = source[field_name]
+        if wanted != status:
+            kube.patch_status_direct(
+                VOLUME_SNAPSHOT, vs["metadata"]["name"], wanted, vs["metadata"]["namespace"]
+            )
 
 
 def storage_class(kube: FakeKube, name: str = "elasticsan", **parameters: str) -> Body:
