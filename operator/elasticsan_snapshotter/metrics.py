@@ -53,6 +53,14 @@ AZURE_PACING_WAIT = Histogram(
 
 # --- the operator -----------------------------------------------------------------------
 
+RECONCILE_ERRORS = Counter(
+    "reconcile_errors",
+    "Errors reconcilers met, by resource, reason and whether they were final (not retried soon).",
+    ["resource", "reason", "final"],
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+)
+
 SNAPSHOTS_CREATED = Counter(
     "snapshots_created",
     "Elastic SAN snapshots created or adopted for VolumeSnapshotContents.",

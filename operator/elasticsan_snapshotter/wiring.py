@@ -40,6 +40,9 @@ def azure_config(settings: Settings) -> AzureConfig:
                 write_rate_per_second=settings.write_rate,
                 write_burst=settings.write_burst,
                 max_concurrency=settings.max_concurrency,
+                # A full per-volume window is a Throttled with the wait, turned into a requeue
+                # after it: sleeping would hold a worker for up to five minutes.
+                max_snapshot_queue_seconds=0.0,
             ),
         )
     except ValueError as exc:

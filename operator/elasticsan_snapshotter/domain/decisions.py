@@ -285,6 +285,17 @@ def export_progress(disk_snapshot: DiskSnapshotInfo) -> ExportProgress:
     return ExportProgress(done=succeeded and percent >= 100.0, percent=percent)
 
 
+def next_progress_poll(elapsed: float, percent: float, *, minimum: float, maximum: float) -> float:
+    """Seconds until the next look at a copy ``percent`` done after ``elapsed`` seconds.
+
+    A copy that moves is looked at about halfway to its expected end, so polls get sparse
+    for copies that take hours and dense near the end; one that has not moved yet backs
+    off with its age. Always between ``minimum`` and ``maximum``.
+    """
+    estimate = elapsed / 2 if percent <= 0.0 else elapsed * (100.0 - min(percent, 100.0)) / percent / 2
+    return max(minimum, min(maximum, estimate))
+
+
 # --- volume deletion ------------------------------------------------------------------------
 
 

@@ -45,10 +45,12 @@ from elasticsan_snapshotter.domain.errors import (
     InvalidRequest,
     NotFound,
     SnapshotterError,
+    bounded,
 )
 from elasticsan_snapshotter.domain.identity import DiskSnapshotId, SnapshotId, VolumeId, parse_snapshot_handle
 from elasticsan_snapshotter.domain.ports import DiskSnapshotInfo, SnapshotInfo
-from elasticsan_snapshotter.kubernetes.api import Body, Conflict, KubeApi
+from elasticsan_snapshotter.kubernetes import retry
+from elasticsan_snapshotter.kubernetes.api import Body, KubeApi
 from elasticsan_snapshotter.kubernetes.events import NORMAL, WARNING, EventRecorder
 from elasticsan_snapshotter.kubernetes.reconciler import Reconciler
 from elasticsan_snapshotter.kubernetes.resources import (
@@ -88,7 +90,9 @@ TAG_SOURCE = "elasticsan-snapshotter-source"
 TAG_SOURCE_SNAPSHOT = "elasticsan-snapshotter-source-snapshot"
 
 PROGRESS_POLL = 1.0
-"""Seconds between looks at a running copy."""
+"""The shortest wait between looks at a running copy."""
+PROGRESS_POLL_MAX = 120.0
+"""The longest: copies of large snapshots take hours, and each look is an Azure read."""
 SOURCE_WAIT = 5.0
 """Seconds between looks at a source that is not ready yet."""
 GUARD_WAIT = 5.0
@@ -514,28 +518,36 @@ class ExportReconciler(Reconciler):
                 progressPercent=max(percent, int(status.get("progressPercent") or 0)),
                 sizeGiB=size,
             )
-        return Requeue(self.poll_interval)
+        elapsed = (datetime.now(UTC) - _parse_time(status.get("startTime"))).total_seconds()
+        return Requeue(
+            decisions.next_progress_poll(
+                elapsed, info.completion_percent, minimum=self.poll_interval, maximum=PROGRESS_POLL_MAX
+            )
+        )
 
     # -- failure and trouble ---------------------------------------------------------------
 
     async def _fail(self, body: Body, error: SnapshotterError) -> Outcome:
         """A final error: phase Failed with the message, a Warning Event, the source released."""
-        body = await self._write(body, FAILED, error.reason, str(error), progressPercent=None)
-        await self.recorder.record(body, WARNING, "ExportFailed", f"{error.reason}: {error}")
-        await self._release_source(body)
-        return None
+        await self._trouble(body, error)
+        return None  # Failed is an end: nothing to look at again
 
     async def _trouble(self, body: Body, error: SnapshotterError) -> Outcome:
-        """A retryable fault (Azure throttling, 5xx, API conflicts): an Event, then retry; the phase stays."""
-        if isinstance(error, Conflict):
-            return Requeue(0.5)  # the object changed under us: the next look uses the newer one
-        await self.recorder.error(body, error)
-        if error.retryable:
-            return Requeue(error.retry_after) if error.retry_after else Requeue()
-        # A final error outside the checks (for example Forbidden on the create).
-        if (body.get("metadata") or {}).get("deletionTimestamp"):
-            return Requeue()
-        return await self._fail(body, error)
+        """Any error, through the one retry policy: retryable ones keep the phase, final ones fail it."""
+        deleting = bool((body.get("metadata") or {}).get("deletionTimestamp"))
+
+        async def failed(error: SnapshotterError) -> None:
+            updated = await self._write(body, FAILED, error.reason, bounded(str(error)), progressPercent=None)
+            await self._release_source(updated)
+
+        return await retry.handle(
+            self.recorder,
+            body,
+            error,
+            resource=SNAPSHOT_EXPORT.kind,
+            reason="ExportFailed" if error.final else None,
+            write_final=None if deleting else failed,
+        )
 
     # -- status and finalizers -------------------------------------------------------------
 
@@ -638,8 +650,7 @@ class ExportReconciler(Reconciler):
             if (body.get("spec") or {}).get("deletionPolicy") == DELETE:
                 await self._delete_disk_snapshot(body)
         except SnapshotterError as exc:
-            await self.recorder.error(body, exc)
-            return Requeue(exc.retry_after) if exc.retry_after else Requeue()
+            return await retry.handle(self.recorder, body, exc, resource=SNAPSHOT_EXPORT.kind)
         await self.api.remove_finalizer(SNAPSHOT_EXPORT, body, FIN_EXPORT)
         return None
 
@@ -662,6 +673,13 @@ class ExportReconciler(Reconciler):
             "DiskSnapshotDeleted",
             f"deleted managed-disk snapshot {target.arm_id} (deletionPolicy Delete)",
         )
+
+
+def _parse_time(text: object) -> datetime:
+    try:
+        return datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return datetime.now(UTC)
 
 
 def _has_finalizer(body: Body, finalizer: str) -> bool:

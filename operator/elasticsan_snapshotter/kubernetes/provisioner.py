@@ -27,6 +27,7 @@ from elasticsan_snapshotter.domain.identity import (
     parse_snapshot_handle,
 )
 from elasticsan_snapshotter.domain.ports import VolumeInfo, VolumeSource
+from elasticsan_snapshotter.kubernetes import retry
 from elasticsan_snapshotter.kubernetes.api import Body
 from elasticsan_snapshotter.kubernetes.events import NORMAL, WARNING
 from elasticsan_snapshotter.kubernetes.exporter import ExportGuard
@@ -42,6 +43,7 @@ from elasticsan_snapshotter.kubernetes.resources import (
     PARAM_ELASTIC_SAN,
     PARAM_VOLUME_GROUP,
     PERSISTENT_VOLUME,
+    PERSISTENT_VOLUME_CLAIM,
     SNAPSHOT_GROUP,
     STORAGE_CLASS,
     VOLUME_SNAPSHOT,
@@ -52,16 +54,14 @@ from elasticsan_snapshotter.kubernetes.workqueue import Outcome, Requeue
 
 logger = logging.getLogger(__name__)
 
-FINAL_RECHECK = 300.0
 WAIT_RECHECK = 5.0
 FSTYPE_PARAMETER = "csi.storage.k8s.io/fstype"
 
 
-class NotYet(SnapshotterError):
+class NotYet(retry.Waiting):
     """A precondition that other controllers will fulfil (a snapshot not ready yet): wait, quietly."""
 
     reason = "WaitingForSnapshot"
-    retryable = True
     default_retry_after = WAIT_RECHECK
 
 
@@ -111,13 +111,17 @@ class ClaimReconciler(Reconciler):
             plan = await self._plan(claim, storage_class)
             volume = await self.azure.create_volume(plan.volume, plan.size_gib, plan.source)
             await self._create_pv(pv_name, claim, storage_class, volume)
-        except NotYet as waiting:
-            await self.recorder.record(claim, NORMAL, waiting.reason, str(waiting))
-            return Requeue(waiting.retry_after)
         except SnapshotterError as exc:
-            await self.recorder.record(claim, WARNING, "ProvisioningFailed", f"{exc.reason}: {exc}")
-            metrics.RESTORES.labels(source=_source_kind(claim), outcome=exc.reason).inc()
-            return Requeue(exc.retry_after) if exc.retryable else Requeue(FINAL_RECHECK)
+            waiting = isinstance(exc, retry.Waiting)
+            if not waiting:
+                metrics.RESTORES.labels(source=_source_kind(claim), outcome=exc.reason).inc()
+            return await retry.handle(
+                self.recorder,
+                claim,
+                exc,
+                resource=PERSISTENT_VOLUME_CLAIM.kind,
+                reason=None if waiting else "ProvisioningFailed",
+            )
         metrics.RESTORES.labels(source=_source_kind(claim), outcome="Success").inc()
         await self.recorder.record(
             claim,
@@ -391,12 +395,11 @@ class VolumeReleaser(Reconciler):
                     f"{len(snapshots)} snapshot(s): {listed}. Delete those VolumeSnapshots first, or set "
                     f'StorageClass parameter {PARAM_DELETE_SNAPSHOTS_WITH_VOLUME}: "true"',
                 )
-                return Requeue(FINAL_RECHECK)
+                return Requeue(retry.FINAL_RECHECK)
             with contextlib.suppress(NotFound):
                 await self.azure.delete_volume(volume, delete_snapshots=bool(snapshots))
         except SnapshotterError as exc:
-            await self.recorder.error(pv, exc)
-            return Requeue(exc.retry_after if exc.retryable else FINAL_RECHECK)
+            return await retry.handle(self.recorder, pv, exc, resource=PERSISTENT_VOLUME.kind)
         await self.recorder.record(pv, NORMAL, "VolumeDeleted", f"deleted Elastic SAN volume {volume.arm_id}")
         await self.api.remove_finalizer(PERSISTENT_VOLUME, pv, FIN_VOLUME)
         await self.api.delete(PERSISTENT_VOLUME, meta["name"], uid=meta.get("uid"))

@@ -22,10 +22,11 @@ from typing import Any
 
 from elasticsan_snapshotter import metrics
 from elasticsan_snapshotter.domain import decisions, names
-from elasticsan_snapshotter.domain.errors import InvalidRequest, NotFound, SnapshotterError
+from elasticsan_snapshotter.domain.errors import InvalidRequest, NotFound, SnapshotterError, bounded
 from elasticsan_snapshotter.domain.identity import DiskSnapshotId, SnapshotId, VolumeId, parse_snapshot_handle
 from elasticsan_snapshotter.domain.mapping import SanIndex, volume_of
 from elasticsan_snapshotter.domain.ports import SnapshotInfo
+from elasticsan_snapshotter.kubernetes import retry
 from elasticsan_snapshotter.kubernetes.api import Body
 from elasticsan_snapshotter.kubernetes.events import NORMAL
 from elasticsan_snapshotter.kubernetes.reconciler import Reconciler
@@ -41,8 +42,6 @@ from elasticsan_snapshotter.kubernetes.workqueue import Outcome, Requeue
 
 logger = logging.getLogger(__name__)
 
-FINAL_RECHECK = 300.0
-"""A content with a final error is looked at again this often, in case its cause was fixed."""
 EXPORT_WAIT = 10.0
 """A deleted content whose snapshot an export still reads is looked at again this often."""
 
@@ -325,19 +324,27 @@ class ContentReconciler(Reconciler):
             self.contents.apply("MODIFIED", updated)
 
     async def _failed(self, body: Body, error: SnapshotterError) -> Outcome:
-        await self.recorder.error(body, error)
-        if error.retryable:
-            return Requeue(error.retry_after) if error.retry_after else Requeue()
-        metrics.SNAPSHOTS_FAILED.labels(reason=error.reason).inc()
-        if not (body.get("metadata") or {}).get("deletionTimestamp"):
-            current = body.get("status") or {}
-            if (current.get("error") or {}).get("message") != str(error):
-                stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-                patch = {"status": {"readyToUse": False, "error": {"time": stamp, "message": str(error)}}}
-                updated = await self.api.patch(
-                    VOLUME_SNAPSHOT_CONTENT, body["metadata"]["name"], patch, subresource="status"
-                )
-                self._remember(updated)
-                body = updated or body
-            await self._set_being_created(body, False)
-        return Requeue(FINAL_RECHECK)
+        if error.final:
+            metrics.SNAPSHOTS_FAILED.labels(reason=error.reason).inc()
+        deleting = bool((body.get("metadata") or {}).get("deletionTimestamp"))
+        return await retry.handle(
+            self.recorder,
+            body,
+            error,
+            resource=VOLUME_SNAPSHOT_CONTENT.kind,
+            write_final=None if deleting else lambda e: self._write_final_error(body, e),
+        )
+
+    async def _write_final_error(self, body: Body, error: SnapshotterError) -> None:
+        """``status.error`` (final errors only: Velero fails a backup on it at once), then the create is over."""
+        current = body.get("status") or {}
+        message = bounded(str(error))
+        if (current.get("error") or {}).get("message") != message:
+            stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            patch = {"status": {"readyToUse": False, "error": {"time": stamp, "message": message}}}
+            updated = await self.api.patch(
+                VOLUME_SNAPSHOT_CONTENT, body["metadata"]["name"], patch, subresource="status"
+            )
+            self._remember(updated)
+            body = updated or body
+        await self._set_being_created(body, False)

@@ -188,16 +188,18 @@ class FakeKube(KubeApi):
             return self._patch(resource, key, body, content_type, subresource, method, path)
         raise AssertionError(f"unexpected {method} {path}")
 
-    def _error(self, status: int, reason: str, message: str, method: str, path: str) -> Exception:
+    def _error(
+        self, status: int, reason: str, message: str, method: str, path: str, *, json_patch: bool = False
+    ) -> Exception:
         payload: dict[str, Any] = {
             "kind": "Status",
             "status": "Failure",
             "reason": reason,
             "message": message,
         }
-        if status == 422 and reason == "Invalid":
+        if json_patch:
             payload["details"] = {"causes": [{"reason": "UnexpectedServerResponse", "message": message}]}
-        return _translate(status, json.dumps(payload), method, path, None)
+        return _translate(status, json.dumps(payload), method, path, None, json_patch=json_patch)
 
     def _list(self, resource: Resource, namespace: str, selector: str | None) -> Body:
         items = []
@@ -268,7 +270,7 @@ class FakeKube(KubeApi):
             try:
                 updated = _json_patch(copy.deepcopy(current), patch)
             except _PatchFailed as exc:
-                raise self._error(422, "Invalid", str(exc), method, path) from None
+                raise self._error(422, "Invalid", str(exc), method, path, json_patch=True) from None
         else:
             wanted_rv = ((patch or {}).get("metadata") or {}).get("resourceVersion")
             if wanted_rv is not None and wanted_rv != current["metadata"]["resourceVersion"]:
