@@ -34,9 +34,11 @@ from elasticsan_snapshotter.kubernetes.exporter import ExportGuard
 from elasticsan_snapshotter.kubernetes.reconciler import Reconciler
 from elasticsan_snapshotter.kubernetes.resources import (
     ANN_PROVISIONED_BY,
+    ANN_PROVISIONING_VOLUME,
     ANN_STORAGE_PROVISIONER,
     ANN_STORAGE_PROVISIONER_BETA,
     ANN_VOLUME_ID,
+    FIN_CLAIM_PROVISIONING,
     FIN_VOLUME,
     ISCSI_DRIVER,
     PARAM_DELETE_SNAPSHOTS_WITH_VOLUME,
@@ -95,7 +97,10 @@ class ClaimReconciler(Reconciler):
         if claim is None:
             return None
         meta, spec = claim["metadata"], claim.get("spec") or {}
-        if spec.get("volumeName") or meta.get("deletionTimestamp"):
+        if meta.get("deletionTimestamp"):
+            return await self._deleted_while_provisioning(claim)
+        if spec.get("volumeName"):
+            await self._provisioned(claim)
             return None
         storage_class = await self._storage_class(spec.get("storageClassName") or "")
         if storage_class is None or storage_class.get("provisioner") != self.driver_name:
@@ -105,12 +110,15 @@ class ClaimReconciler(Reconciler):
         ).get("volume.kubernetes.io/selected-node"):
             return None  # the scheduler picks a node first; we are called again then
         pv_name = f"pvc-{meta['uid']}"
-        if await self.api.get(PERSISTENT_VOLUME, pv_name) is not None:
-            return None  # provisioned already; kube-controller-manager binds it
         try:
+            if await self.api.get(PERSISTENT_VOLUME, pv_name) is not None:
+                await self._provisioned(claim)
+                return None  # provisioned already; kube-controller-manager binds it
             plan = await self._plan(claim, storage_class)
+            claim = await self._mark_provisioning(claim, plan.volume)
             volume = await self.azure.create_volume(plan.volume, plan.size_gib, plan.source)
             await self._create_pv(pv_name, claim, storage_class, volume)
+            await self._provisioned(claim)
         except SnapshotterError as exc:
             waiting = isinstance(exc, retry.Waiting)
             if not waiting:
@@ -137,6 +145,59 @@ class ClaimReconciler(Reconciler):
                 f"the volume is {volume.size_gib}Gi and the snapshot {plan.source_size_gib}Gi; the file "
                 "system inside is not grown: grow it from the node (for example resize2fs or xfs_growfs)",
             )
+        return None
+
+    # -- crash safety: the claim records the volume being made for it ----------------------
+
+    async def _mark_provisioning(self, claim: Body, volume: VolumeId) -> Body:
+        """Finalizer and volume ID on the claim before the Azure create.
+
+        Elastic SAN volumes carry no tags, and a volume without a claim or PV may be one
+        whose Retain PV was deleted on purpose, so a sweep could not tell an orphan. The
+        claim itself keeps the record instead: deleted mid-provisioning (the operator down or
+        not), it waits for the volume to be deleted.
+        """
+        meta = claim["metadata"]
+        if FIN_CLAIM_PROVISIONING in (meta.get("finalizers") or []):
+            return claim
+        patch = {
+            "metadata": {
+                "finalizers": [*(meta.get("finalizers") or []), FIN_CLAIM_PROVISIONING],
+                "annotations": {ANN_PROVISIONING_VOLUME: volume.arm_id},
+                "resourceVersion": meta.get("resourceVersion"),
+            }
+        }
+        updated = await self.api.patch(PERSISTENT_VOLUME_CLAIM, meta["name"], patch, meta["namespace"])
+        self.claims.apply("MODIFIED", updated)
+        return updated
+
+    async def _provisioned(self, claim: Body) -> None:
+        """The PV exists: it (and the PV's own reclaim policy) now answers for the volume."""
+        if FIN_CLAIM_PROVISIONING in (claim["metadata"].get("finalizers") or []):
+            await self.api.remove_finalizer(PERSISTENT_VOLUME_CLAIM, claim, FIN_CLAIM_PROVISIONING)
+
+    async def _deleted_while_provisioning(self, claim: Body) -> Outcome:
+        meta = claim["metadata"]
+        if FIN_CLAIM_PROVISIONING not in (meta.get("finalizers") or []):
+            return None
+        try:
+            if await self.api.get(PERSISTENT_VOLUME, f"pvc-{meta['uid']}") is None:
+                arm_id = (meta.get("annotations") or {}).get(ANN_PROVISIONING_VOLUME)
+                if arm_id:
+                    volume = VolumeId.parse(str(arm_id), self.subscription)
+                    with contextlib.suppress(NotFound):
+                        # Never with snapshots: a volume that has some was in use after all.
+                        await self.azure.delete_volume(volume, delete_snapshots=False)
+                    await self.recorder.record(
+                        claim,
+                        NORMAL,
+                        "ProvisioningAbandoned",
+                        f"the claim was deleted before its volume was handed over: deleted Elastic SAN "
+                        f"volume {volume.arm_id}",
+                    )
+            await self.api.remove_finalizer(PERSISTENT_VOLUME_CLAIM, claim, FIN_CLAIM_PROVISIONING)
+        except SnapshotterError as exc:
+            return await retry.handle(self.recorder, claim, exc, resource=PERSISTENT_VOLUME_CLAIM.kind)
         return None
 
     async def _storage_class(self, name: str) -> Body | None:

@@ -62,6 +62,10 @@ ANN_PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
 ANN_VOLUME_ID = f"{DRIVER_NAME}/volume-id"
 FIN_VOLUME = f"{DRIVER_NAME}/volume-protection"
 FIN_EXPORT_SOURCE = f"{DRIVER_NAME}/export-source-protection"
+FIN_CLAIM_PROVISIONING = f"{DRIVER_NAME}/provisioning-protection"
+"""On a claim from just before its Azure volume is created until its PV exists."""
+ANN_PROVISIONING_VOLUME = f"{DRIVER_NAME}/provisioning-volume-id"
+"""On a claim being provisioned: the ARM ID of the volume made for it."""
 
 ISCSI_DRIVER = "iscsi.csi.k8s.io"
 
