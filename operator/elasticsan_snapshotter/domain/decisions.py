@@ -120,6 +120,17 @@ def bytes_to_gib(size_bytes: int) -> int:
     return max(MIN_VOLUME_GIB, -(-size_bytes // GIB))
 
 
+_UNITS = (("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10))
+
+
+def sizes_in_one_unit(*sizes_bytes: int) -> list[str]:
+    """Sizes written in the largest binary unit that holds all of them whole, else all in bytes."""
+    for suffix, unit in _UNITS:
+        if all(size % unit == 0 for size in sizes_bytes):
+            return [f"{size // unit}{suffix}" for size in sizes_bytes]
+    return [f"{size} bytes" for size in sizes_bytes]
+
+
 def check_volume_size(size_gib: int) -> int:
     if not MIN_VOLUME_GIB <= size_gib <= MAX_VOLUME_GIB:
         raise InvalidRequest(

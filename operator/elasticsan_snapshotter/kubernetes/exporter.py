@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from elasticsan_snapshotter import DRIVER_NAME
-from elasticsan_snapshotter.domain import decisions, names
+from elasticsan_snapshotter.domain import decisions, names, parameters
 from elasticsan_snapshotter.domain.errors import (
     AlreadyExists,
     Forbidden,
@@ -55,7 +55,6 @@ from elasticsan_snapshotter.kubernetes.events import NORMAL, WARNING, EventRecor
 from elasticsan_snapshotter.kubernetes.reconciler import Reconciler
 from elasticsan_snapshotter.kubernetes.resources import (
     FIN_EXPORT_SOURCE,
-    PARAM_EXPORT_BEFORE_VOLUME_DELETE,
     SNAPSHOT_EXPORT,
     VOLUME_SNAPSHOT,
     VOLUME_SNAPSHOT_CONTENT,
@@ -268,6 +267,12 @@ class SourceNotReady(SnapshotterError):
     default_retry_after = SOURCE_WAIT
 
 
+class SourceFailed(InvalidRequest):
+    """The source snapshot failed for good; the export fails with its reason."""
+
+    reason = "SourceFailed"
+
+
 @dataclass(frozen=True)
 class Source:
     snapshot: SnapshotId
@@ -393,9 +398,11 @@ class ExportReconciler(Reconciler):
         )
 
     async def _content_snapshot(self, content_name: str, what: str) -> SnapshotId:
+        itself = f"VolumeSnapshotContent {content_name}"
+        named = itself if what == itself else f"{itself} of {what}"
         content = await self.api.get(VOLUME_SNAPSHOT_CONTENT, content_name)
         if content is None:
-            raise InvalidRequest(f"VolumeSnapshotContent {content_name} of {what} does not exist")
+            raise InvalidRequest(f"{named} does not exist")
         driver = (content.get("spec") or {}).get("driver")
         if driver != self.driver_name:
             raise InvalidRequest(
@@ -403,11 +410,15 @@ class ExportReconciler(Reconciler):
                 "snapshots of this driver can be exported"
             )
         status = content.get("status") or {}
+        failure = (status.get("error") or {}).get("message")
+        if failure and not status.get("readyToUse"):
+            # A content's status.error is final by contract: waiting would wait forever.
+            raise SourceFailed(f"{named} failed: {bounded(str(failure), 512)}")
         handle = status.get("snapshotHandle") or ((content.get("spec") or {}).get("source") or {}).get(
             "snapshotHandle"
         )
         if not handle:
-            raise SourceNotReady(f"VolumeSnapshotContent {content_name} of {what} has no snapshot handle yet")
+            raise SourceNotReady(f"{named} has no snapshot handle yet")
         snapshot = self._elastic_san_snapshot(str(handle), f"the snapshot handle of {what}")
         if not status.get("readyToUse"):
             raise SourceNotReady(f"{what} is not ready to use yet")
@@ -744,23 +755,28 @@ class ExportGuard:
         self.contents = contents
         self.snapshot_classes = snapshot_classes
 
-    def covered(self, snapshot: SnapshotInfo, storage_class_parameters: Mapping[str, str]) -> bool:
+    def covered(self, snapshot: SnapshotInfo, storage_class: parameters.StorageClassParameters) -> bool:
         """The StorageClass, or the VolumeSnapshotClass the snapshot was taken with, asks for export."""
-        if _true(storage_class_parameters.get(PARAM_EXPORT_BEFORE_VOLUME_DELETE)):
+        if storage_class.export_before_volume_delete:
             return True
         content = self._content_of(snapshot.id)
         class_name = ((content or {}).get("spec") or {}).get("volumeSnapshotClassName")
         snapshot_class = self.snapshot_classes.get(str(class_name)) if class_name else None
-        return _true(((snapshot_class or {}).get("parameters") or {}).get(PARAM_EXPORT_BEFORE_VOLUME_DELETE))
+        if snapshot_class is None:
+            return False
+        parsed = parameters.parse_snapshot_class(
+            snapshot_class.get("parameters"), f"VolumeSnapshotClass {class_name}"
+        )
+        return parsed.export_before_volume_delete
 
     async def before_volume_delete(
         self,
         pv: Body,
         volume: VolumeId,
         snapshots: list[SnapshotInfo],
-        storage_class_parameters: Mapping[str, str],
+        storage_class: parameters.StorageClassParameters,
     ) -> Verdict:
-        covered = [s for s in snapshots if self.covered(s, storage_class_parameters)]
+        covered = [s for s in snapshots if self.covered(s, storage_class)]
         if not covered:
             return Verdict()
         claim_namespace = ((pv.get("spec") or {}).get("claimRef") or {}).get(
@@ -885,10 +901,6 @@ class ExportGuard:
             f"volume {volume.arm_id}",
         )
         return created
-
-
-def _true(value: object) -> bool:
-    return str(value or "").strip().lower() == "true"
 
 
 __all__ = [

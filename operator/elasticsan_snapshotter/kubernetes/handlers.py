@@ -82,7 +82,12 @@ class Runtime:
             "recorder": self.recorder,
         }
         self.content_reconciler = ContentReconciler(
-            **common, index=self.index, contents=self.contents, volumes=self.volumes, exports=self.exports
+            **common,
+            index=self.index,
+            contents=self.contents,
+            volumes=self.volumes,
+            exports=self.exports,
+            snapshot_classes=self.snapshot_classes,
         )
         self.snapshot_watcher = SnapshotWatcher(
             **common, index=self.index, snapshot_classes=self.snapshot_classes, volumes=self.volumes

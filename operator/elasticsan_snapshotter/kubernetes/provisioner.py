@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from elasticsan_snapshotter import metrics
-from elasticsan_snapshotter.domain import decisions, names
+from elasticsan_snapshotter.domain import decisions, names, parameters
 from elasticsan_snapshotter.domain.errors import InvalidRequest, NotFound, SnapshotterError
 from elasticsan_snapshotter.domain.identity import (
     DiskSnapshotId,
@@ -41,9 +41,6 @@ from elasticsan_snapshotter.kubernetes.resources import (
     FIN_CLAIM_PROVISIONING,
     FIN_VOLUME,
     ISCSI_DRIVER,
-    PARAM_DELETE_SNAPSHOTS_WITH_VOLUME,
-    PARAM_ELASTIC_SAN,
-    PARAM_VOLUME_GROUP,
     PERSISTENT_VOLUME,
     PERSISTENT_VOLUME_CLAIM,
     SNAPSHOT_GROUP,
@@ -57,7 +54,6 @@ from elasticsan_snapshotter.kubernetes.workqueue import Outcome, Requeue
 logger = logging.getLogger(__name__)
 
 WAIT_RECHECK = 5.0
-FSTYPE_PARAMETER = "csi.storage.k8s.io/fstype"
 
 
 class NotYet(retry.Waiting):
@@ -76,8 +72,10 @@ class Plan:
     source_size_gib: int | None = None
 
 
-def _parameters(storage_class: Body) -> dict[str, str]:
-    return {str(k): str(v) for k, v in (storage_class.get("parameters") or {}).items()}
+def class_parameters(storage_class: Body) -> parameters.StorageClassParameters:
+    """The StorageClass's parameters, parsed by the one parser the CSI controller uses too."""
+    name = (storage_class.get("metadata") or {}).get("name", "")
+    return parameters.parse_storage_class(storage_class.get("parameters"), f"StorageClass {name}")
 
 
 @dataclass(kw_only=True, eq=False)
@@ -219,13 +217,20 @@ class ClaimReconciler(Reconciler):
         )
         name = names.volume_name(claim["metadata"]["uid"])
         source = spec.get("dataSourceRef") or spec.get("dataSource")
-        params = _parameters(storage_class)
+        params = class_parameters(storage_class)
+        if params.unknown:
+            message = parameters.unknown_message(
+                params.unknown,
+                parameters.STORAGE_CLASS_KEYS,
+                f"StorageClass {storage_class['metadata']['name']}",
+            )
+            await self.recorder.record(claim, WARNING, "UnknownParameter", message)
         if not source:
             group = self._class_volume_group(params, storage_class)
             if group is None:
                 raise InvalidRequest(
-                    f"StorageClass {storage_class['metadata']['name']} needs parameters {PARAM_ELASTIC_SAN} "
-                    f"(the Elastic SAN's ARM ID) and {PARAM_VOLUME_GROUP} to provision empty volumes"
+                    f"StorageClass {storage_class['metadata']['name']} needs parameters {parameters.ELASTIC_SAN} "
+                    f"(the Elastic SAN's ARM ID) and {parameters.VOLUME_GROUP} to provision empty volumes"
                 )
             size = decisions.check_volume_size(
                 max(decisions.bytes_to_gib(requested), decisions.MIN_VOLUME_GIB)
@@ -282,27 +287,36 @@ class ClaimReconciler(Reconciler):
             raise NotYet(f"VolumeSnapshotContent {content_name} has no snapshot handle yet")
         restore_size = status.get("restoreSize")
         if restore_size is not None and requested < decisions.quantity_to_bytes(restore_size):
+            asked, needed = decisions.sizes_in_one_unit(requested, decisions.quantity_to_bytes(restore_size))
             raise InvalidRequest(
-                f"the claim requests {requested} bytes, less than the restore size {restore_size} of "
+                f"the claim requests {asked}, less than the restore size {needed} of "
                 f"VolumeSnapshot {namespace}/{vs_name}; request at least that much"
             )
         return str(handle), content
 
-    def _class_volume_group(self, params: dict[str, str], storage_class: Body) -> VolumeGroupId | None:
-        san_id, group = params.get(PARAM_ELASTIC_SAN), params.get(PARAM_VOLUME_GROUP)
+    def _class_volume_group(
+        self, params: parameters.StorageClassParameters, storage_class: Body
+    ) -> VolumeGroupId | None:
+        san_id, group = params.elastic_san, params.volume_group
         if not san_id and not group:
             return None
         if not (san_id and group):
             raise InvalidRequest(
-                f"StorageClass {storage_class['metadata']['name']} must set both {PARAM_ELASTIC_SAN} "
-                f"and {PARAM_VOLUME_GROUP}, or neither"
+                f"StorageClass {storage_class['metadata']['name']} must set both {parameters.ELASTIC_SAN} "
+                f"and {parameters.VOLUME_GROUP}, or neither"
             )
-        return ElasticSanId.parse(san_id).volume_group(group)
+        try:
+            return ElasticSanId.parse(san_id).volume_group(group)
+        except InvalidRequest as exc:
+            raise parameters.InvalidParameter(
+                f"StorageClass {storage_class['metadata']['name']} parameters {parameters.ELASTIC_SAN} and "
+                f"{parameters.VOLUME_GROUP}: {exc}"
+            ) from None
 
     async def _plan_from_snapshot(
         self,
         snapshot: SnapshotId,
-        params: dict[str, str],
+        params: parameters.StorageClassParameters,
         storage_class: Body,
         name: str,
         requested: int,
@@ -329,13 +343,18 @@ class ClaimReconciler(Reconciler):
         return Plan(group.volume(name), plan.size_gib, snapshot, requested, info.source_volume_size_gib)
 
     async def _plan_from_disk_snapshot(
-        self, disk: DiskSnapshotId, params: dict[str, str], storage_class: Body, name: str, requested: int
+        self,
+        disk: DiskSnapshotId,
+        params: parameters.StorageClassParameters,
+        storage_class: Body,
+        name: str,
+        requested: int,
     ) -> Plan:
         group = self._class_volume_group(params, storage_class)
         if group is None:
             raise InvalidRequest(
                 f"restoring managed-disk snapshot {disk.arm_id} needs StorageClass parameters "
-                f"{PARAM_ELASTIC_SAN} and {PARAM_VOLUME_GROUP} to say where the new volume goes"
+                f"{parameters.ELASTIC_SAN} and {parameters.VOLUME_GROUP} to say where the new volume goes"
             )
         info = await self.azure.get_disk_snapshot(disk)
         san = await self.azure.get_elastic_san(group.san)
@@ -349,7 +368,7 @@ class ClaimReconciler(Reconciler):
 
     async def _create_pv(self, name: str, claim: Body, storage_class: Body, volume: VolumeInfo) -> None:
         meta, spec = claim["metadata"], claim.get("spec") or {}
-        params = _parameters(storage_class)
+        params = class_parameters(storage_class)
         mode = spec.get("volumeMode") or decisions.FILESYSTEM
         csi: dict[str, Any] = {
             "driver": ISCSI_DRIVER,
@@ -357,7 +376,7 @@ class ClaimReconciler(Reconciler):
             "volumeAttributes": iscsi_attributes(volume),
         }
         if mode == decisions.FILESYSTEM:
-            csi["fsType"] = params.get(FSTYPE_PARAMETER, "ext4")
+            csi["fsType"] = params.fstype
         pv: Body = {
             "apiVersion": "v1",
             "kind": "PersistentVolume",
@@ -438,8 +457,8 @@ class VolumeReleaser(Reconciler):
             volume = VolumeId.parse(spec["csi"]["volumeHandle"], self.subscription)
             snapshots = await self.azure.list_snapshots(volume.volume_group, volume.name)
             snapshots = decisions.snapshots_of(volume, snapshots)
-            params = _parameters(self.storage_classes.get(spec.get("storageClassName") or "") or {})
-            delete_snapshots = params.get(PARAM_DELETE_SNAPSHOTS_WITH_VOLUME, "").lower() == "true"
+            params = class_parameters(self.storage_classes.get(spec.get("storageClassName") or "") or {})
+            delete_snapshots = params.delete_snapshots_with_volume
             if snapshots and not delete_snapshots and self.export_guard is not None:
                 # exportBeforeVolumeDelete: export the snapshots first, then delete them with the volume.
                 verdict = await self.export_guard.before_volume_delete(pv, volume, snapshots, params)
@@ -454,7 +473,7 @@ class VolumeReleaser(Reconciler):
                     "VolumeHasSnapshots",
                     f"Elastic SAN volume {volume.arm_id} is kept because deleting it would delete its "
                     f"{len(snapshots)} snapshot(s): {listed}. Delete those VolumeSnapshots first, or set "
-                    f'StorageClass parameter {PARAM_DELETE_SNAPSHOTS_WITH_VOLUME}: "true"',
+                    f'StorageClass parameter {parameters.DELETE_SNAPSHOTS_WITH_VOLUME}: "true"',
                 )
                 return Requeue(retry.FINAL_RECHECK)
             with contextlib.suppress(NotFound):

@@ -68,9 +68,3 @@ ANN_PROVISIONING_VOLUME = f"{DRIVER_NAME}/provisioning-volume-id"
 """On a claim being provisioned: the ARM ID of the volume made for it."""
 
 ISCSI_DRIVER = "iscsi.csi.k8s.io"
-
-# StorageClass / VolumeSnapshotClass parameters.
-PARAM_ELASTIC_SAN = "elasticSanId"
-PARAM_VOLUME_GROUP = "volumeGroup"
-PARAM_DELETE_SNAPSHOTS_WITH_VOLUME = "deleteSnapshotsWithVolume"
-PARAM_EXPORT_BEFORE_VOLUME_DELETE = "exportBeforeVolumeDelete"

@@ -21,20 +21,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 from elasticsan_snapshotter import metrics
-from elasticsan_snapshotter.domain import decisions, names
+from elasticsan_snapshotter.domain import decisions, names, parameters
 from elasticsan_snapshotter.domain.errors import InvalidRequest, NotFound, SnapshotterError, bounded
 from elasticsan_snapshotter.domain.identity import DiskSnapshotId, SnapshotId, VolumeId, parse_snapshot_handle
 from elasticsan_snapshotter.domain.mapping import SanIndex, volume_of
 from elasticsan_snapshotter.domain.ports import SnapshotInfo
 from elasticsan_snapshotter.kubernetes import retry
 from elasticsan_snapshotter.kubernetes.api import Body
-from elasticsan_snapshotter.kubernetes.events import NORMAL
+from elasticsan_snapshotter.kubernetes.events import NORMAL, WARNING
 from elasticsan_snapshotter.kubernetes.reconciler import Reconciler
 from elasticsan_snapshotter.kubernetes.resources import (
     ANN_BEING_CREATED,
     ANN_BEING_DELETED,
     FIN_CONTENT_BOUND,
     SNAPSHOT_EXPORT,
+    SNAPSHOT_GROUP,
     VOLUME_SNAPSHOT_CONTENT,
 )
 from elasticsan_snapshotter.kubernetes.stores import PersistentVolumes, Store
@@ -44,6 +45,16 @@ logger = logging.getLogger(__name__)
 
 EXPORT_WAIT = 10.0
 """A deleted content whose snapshot an export still reads is looked at again this often."""
+
+
+def _snapshot_of(content: Body) -> Body:
+    """The bound VolumeSnapshot, as far as an Event about it needs: users look there, not at contents."""
+    ref = (content.get("spec") or {}).get("volumeSnapshotRef") or {}
+    return {
+        "apiVersion": f"{SNAPSHOT_GROUP}/v1",
+        "kind": "VolumeSnapshot",
+        "metadata": {k: ref.get(k) for k in ("name", "namespace", "uid")},
+    }
 
 
 def _finished(info: SnapshotInfo) -> bool:
@@ -72,6 +83,7 @@ class ContentReconciler(Reconciler):
     contents: Store
     volumes: PersistentVolumes
     exports: Store | None = None
+    snapshot_classes: Store | None = None
     """ElasticSanSnapshotExports: deletion of a snapshot waits while one of them copies it."""
     _exports_listed: bool = False
 
@@ -106,6 +118,7 @@ class ContentReconciler(Reconciler):
         uid = ((body["spec"].get("volumeSnapshotRef") or {}).get("uid")) or ""
         if not uid:
             return None  # snapshot-controller always binds dynamic contents; nothing to do yet
+        await self._check_class(body)
         volume = await self._source_volume(body["spec"]["source"]["volumeHandle"])
         snapshot = volume.volume_group.snapshot(names.snapshot_name(uid))
         # Set once per create attempt and kept while Azure is still creating: re-polls of an
@@ -136,6 +149,18 @@ class ContentReconciler(Reconciler):
             metrics.observe_ready(body)
             return None
         return Requeue()
+
+    async def _check_class(self, body: Body) -> None:
+        """The class's parameters, by the one parser: a bad value is final, an unknown key a Warning."""
+        name = body["spec"].get("volumeSnapshotClassName")
+        found = self.snapshot_classes.get(str(name)) if name and self.snapshot_classes is not None else None
+        if found is None:
+            return
+        what = f"VolumeSnapshotClass {name}"
+        parsed = parameters.parse_snapshot_class(found.get("parameters"), what)
+        if parsed.unknown:
+            message = parameters.unknown_message(parsed.unknown, parameters.SNAPSHOT_CLASS_KEYS, what)
+            await self.recorder.record(_snapshot_of(body), WARNING, "UnknownParameter", message)
 
     async def _source_volume(self, volume_handle: str) -> VolumeId:
         pv = await self.volumes.by_volume_handle(volume_handle)
