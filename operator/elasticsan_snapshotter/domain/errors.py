@@ -66,6 +66,19 @@ class Forbidden(SnapshotterError):
     reason = "Forbidden"
 
 
+class Unauthenticated(SnapshotterError):
+    """Credentials were refused even after logging in again (expired secret, revoked identity).
+
+    Retryable: credentials get fixed outside the object (a rotated secret, a refreshed federated
+    token), so no object records it as its own final error; the process reports it as a
+    condition instead (``elasticsan_snapshotter.health``).
+    """
+
+    reason = "Unauthenticated"
+    retryable = True
+    default_retry_after = 30.0
+
+
 class CapacityExhausted(SnapshotterError):
     """The Elastic SAN has no room left; retryable once someone grows the SAN or frees space."""
 
@@ -130,6 +143,7 @@ __all__ = [
     "SnapshotterError",
     "Throttled",
     "Transient",
+    "Unauthenticated",
     "bounded",
     "quote",
 ]

@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import kopf
 
+from elasticsan_snapshotter import health
 from elasticsan_snapshotter.domain.errors import (
     AlreadyExists,
     Forbidden,
@@ -28,6 +29,7 @@ from elasticsan_snapshotter.domain.errors import (
     SnapshotterError,
     Throttled,
     Transient,
+    Unauthenticated,
 )
 from elasticsan_snapshotter.kubernetes.resources import Resource
 
@@ -100,6 +102,10 @@ class KubeApi:
                     if resp.status == 401 and attempt == 1:
                         continue  # credentials rotated (projected tokens): log in again once
                     text = await resp.text()
+                    if resp.status == 401:
+                        health.CREDENTIALS.refused(health.KUBERNETES, f"{method} {path}: HTTP 401")
+                    elif resp.status < 500:
+                        health.CREDENTIALS.worked(health.KUBERNETES)
                     if resp.status >= 400:
                         raise _translate(
                             resp.status,
@@ -112,7 +118,7 @@ class KubeApi:
                     return json.loads(text) if text else {}
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise Transient(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
-        raise Forbidden(f"{method} {path}: unauthorized after logging in again")
+        raise Unauthenticated(f"{method} {path}: unauthorized after logging in again")
 
     # -- typed helpers ---------------------------------------------------------
 
@@ -212,6 +218,8 @@ def _translate(
     if status == 409:
         # metav1.Status.reason tells a create of an existing name from a stale update.
         return AlreadyExists(where) if reason == "AlreadyExists" else Conflict(where)
+    if status == 401:
+        return Unauthenticated(where)  # already after a fresh login: see request()
     if status == 403:
         return Forbidden(where)
     if status == 422 and json_patch and any(c.get("reason") == "UnexpectedServerResponse" for c in causes):

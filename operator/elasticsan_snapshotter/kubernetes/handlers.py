@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import kopf
 
-from elasticsan_snapshotter import metrics
+from elasticsan_snapshotter import health, metrics
 from elasticsan_snapshotter.domain.mapping import SanIndex
 from elasticsan_snapshotter.domain.ports import AzurePort
 from elasticsan_snapshotter.kubernetes.api import Body, KubeApi
@@ -145,6 +145,14 @@ def register(registry: kopf.OperatorRegistry, runtime_box: list[Runtime]) -> Non
         return runtime_box[0]
 
     kopf.on.login(registry=registry)(login)
+
+    @kopf.on.probe(id="credentials", registry=registry)
+    async def credentials(**_: Any) -> str:
+        # A failing probe fails /healthz, so the pod reports not ready until credentials work.
+        failing = health.CREDENTIALS.failing()
+        if failing:
+            raise kopf.PermanentError("; ".join(f"{k}: {v}" for k, v in sorted(failing.items())))
+        return "ok"
 
     snapshots = (SNAPSHOT_GROUP, "v1")
 
