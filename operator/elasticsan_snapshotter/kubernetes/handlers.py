@@ -66,6 +66,8 @@ class Runtime:
     exports: Store = field(default_factory=Store)
     volumes: PersistentVolumes | None = None
     queues: dict[str, WorkQueue] = field(default_factory=dict)
+    leading: bool = False
+    """Whether this replica runs the reconcilers (always, unless it waits for the Lease)."""
     content_reconciler: ContentReconciler | None = None
     snapshot_watcher: SnapshotWatcher | None = None
     claim_reconciler: ClaimReconciler | None = None
@@ -118,6 +120,12 @@ class Runtime:
             "exports": WorkQueue("exports", self.export_reconciler.reconcile, workers=concurrency),
         }
         metrics.track_unready(self._unready_ages)
+
+    def start(self) -> None:
+        """Run the reconcilers: at start-up, or once this replica holds the Lease."""
+        self.leading = True
+        for queue in self.queues.values():
+            queue.start()
 
     def _unready_ages(self) -> list[float]:
         ages: list[float] = []
@@ -220,7 +228,8 @@ def register(registry: kopf.OperatorRegistry, runtime_box: list[Runtime]) -> Non
         if event.get("type") == "DELETED":
             rt.queues["exports"].forget(key)
             rt.recorder.forget(body["metadata"].get("uid", ""))
-            await rt.export_reconciler.deleted(body)
+            if rt.leading:  # a standby only watches
+                await rt.export_reconciler.deleted(body)
         else:
             rt.queues["exports"].add(key)
 

@@ -43,6 +43,7 @@ PERSISTENT_VOLUME = Resource("", "v1", "persistentvolumes", "PersistentVolume", 
 PERSISTENT_VOLUME_CLAIM = Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True)
 STORAGE_CLASS = Resource("storage.k8s.io", "v1", "storageclasses", "StorageClass", False)
 EVENT = Resource("", "v1", "events", "Event", True)
+LEASE = Resource("coordination.k8s.io", "v1", "leases", "Lease", True)
 SNAPSHOT_EXPORT = Resource(
     OUR_GROUP, "v1alpha1", "elasticsansnapshotexports", "ElasticSanSnapshotExport", True
 )

@@ -26,6 +26,7 @@ from typing import Any
 from elasticsan_snapshotter.kubernetes.api import Body, KubeApi, _translate
 from elasticsan_snapshotter.kubernetes.resources import (
     EVENT,
+    LEASE,
     PERSISTENT_VOLUME,
     PERSISTENT_VOLUME_CLAIM,
     SNAPSHOT_EXPORT,
@@ -40,6 +41,7 @@ RESOURCES = {
     r.plural: r
     for r in (
         EVENT,
+        LEASE,
         PERSISTENT_VOLUME,
         PERSISTENT_VOLUME_CLAIM,
         SNAPSHOT_EXPORT,
