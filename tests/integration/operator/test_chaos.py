@@ -21,7 +21,16 @@ from azure.mgmt.elasticsan import ElasticSanMgmtClient
 from export_scenario import Exports, install_crd
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
-from operator_scenario import RESOURCE_GROUP, SAN, VOLUME_GROUP, Kube, StartOperator, unique_name, wait_for
+from operator_scenario import (
+    RESOURCE_GROUP,
+    SAN,
+    VOLUME_GROUP,
+    Kube,
+    StartOperator,
+    static_claim,
+    unique_name,
+    wait_for,
+)
 
 from elasticsan_snapshotter.emulator.process import EmulatorProcess
 from elasticsan_snapshotter.local_cluster.operator_process import OperatorProcess
@@ -50,23 +59,15 @@ def azure_settings(emulator: EmulatorProcess) -> Iterator[Callable[..., None]]:
     emulator.admin.update_settings(lroSeconds=before["lroSeconds"], exportSeconds=before["exportSeconds"])
 
 
-def claims_on_volumes(kube: Kube, namespace: str, volumes: list[Any], storage_class: str) -> list[str]:
-    """Static iSCSI PVs and bound claims for existing Elastic SAN volumes, as users attach them."""
-    claims = []
-    for i, volume in enumerate(volumes):
-        target = volume.storage_target
-        pv = unique_name("chaos-pv")
-        kube.create_static_volume(
-            pv,
-            storage_class,
-            iqn=target.target_iqn,
-            portal=f"{target.target_portal_hostname}:{target.target_portal_port}",
-        )
-        kube.create_claim(namespace, f"data-{i}", storage_class, volume_name=pv)
-        claims.append(f"data-{i}")
-    for claim in claims:
-        kube.wait_claim_bound(namespace, claim)
-    return claims
+def classes_and_claims(kube: Kube, namespace: str, volumes: list[Any], prefix: str) -> tuple[str, list[str]]:
+    """Our StorageClass and VolumeSnapshotClass, and a bound static claim per Elastic SAN volume."""
+    storage_class, snapshot_class = unique_name(prefix), unique_name(f"{prefix}-snap")
+    kube.create_storage_class(storage_class)
+    kube.create_snapshot_class(snapshot_class, "Delete")
+    claims = [f"data-{i}" for i in range(len(volumes))]
+    for volume, claim in zip(volumes, claims, strict=True):
+        static_claim(kube, namespace, volume, storage_class, claim)
+    return snapshot_class, claims
 
 
 def content_of(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
@@ -113,10 +114,11 @@ def test_kills_faults_deletions_restores_and_exports_converge(
     rng = random.Random(chaos_seed)
     install_crd(api_client)
     exports = Exports(api_client)
-    storage_class, snapshot_class = unique_name("chaos"), unique_name("chaos-snap")
+    snapshot_class, claims = classes_and_claims(
+        kube, namespace, [source_volume(10) for _ in range(3)], "chaos"
+    )
+    storage_class = unique_name("chaos-restore")
     kube.create_storage_class(storage_class)
-    kube.create_snapshot_class(snapshot_class, "Delete")
-    claims = claims_on_volumes(kube, namespace, [source_volume(10) for _ in range(3)], storage_class)
     azure_settings(lroSeconds=1)
     emulator.admin.set_faults(FAULTS)
     operator = start_operator()
@@ -218,10 +220,7 @@ def test_the_standby_takes_over_when_the_active_replica_is_killed_mid_burst(
     active = start_operator(**replicas, POD_ID="replica-a")
     wait_for("replica a to lead", lambda: holder() == "replica-a", 60)
     standby = start_operator(**replicas, POD_ID="replica-b")
-    storage_class, snapshot_class = unique_name("ha"), unique_name("ha-snap")
-    kube.create_storage_class(storage_class)
-    kube.create_snapshot_class(snapshot_class, "Delete")
-    claims = claims_on_volumes(kube, namespace, [source_volume(10) for _ in range(2)], storage_class)
+    snapshot_class, claims = classes_and_claims(kube, namespace, [source_volume(10) for _ in range(2)], "ha")
     azure_settings(lroSeconds=2)
     names = [f"burst-{i}" for i in range(10)]
     for i, name in enumerate(names):

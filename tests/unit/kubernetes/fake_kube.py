@@ -23,40 +23,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from elasticsan_snapshotter.kubernetes import resources
 from elasticsan_snapshotter.kubernetes.api import Body, KubeApi, _translate
-from elasticsan_snapshotter.kubernetes.resources import (
-    EVENT,
-    LEASE,
-    PERSISTENT_VOLUME,
-    PERSISTENT_VOLUME_CLAIM,
-    SNAPSHOT_EXPORT,
-    STORAGE_CLASS,
-    VOLUME_SNAPSHOT,
-    VOLUME_SNAPSHOT_CLASS,
-    VOLUME_SNAPSHOT_CONTENT,
-    Resource,
-)
+from elasticsan_snapshotter.kubernetes.resources import Resource
 
-RESOURCES = {
-    r.plural: r
-    for r in (
-        EVENT,
-        LEASE,
-        PERSISTENT_VOLUME,
-        PERSISTENT_VOLUME_CLAIM,
-        SNAPSHOT_EXPORT,
-        STORAGE_CLASS,
-        VOLUME_SNAPSHOT,
-        VOLUME_SNAPSHOT_CLASS,
-        VOLUME_SNAPSHOT_CONTENT,
-    )
-}
+RESOURCES = {r.plural: r for r in vars(resources).values() if isinstance(r, Resource)}
 WITH_STATUS = {
-    VOLUME_SNAPSHOT.plural,
-    VOLUME_SNAPSHOT_CONTENT.plural,
-    SNAPSHOT_EXPORT.plural,
-    PERSISTENT_VOLUME.plural,
-    PERSISTENT_VOLUME_CLAIM.plural,
+    "volumesnapshots",
+    "volumesnapshotcontents",
+    "elasticsansnapshotexports",
+    "persistentvolumes",
+    "persistentvolumeclaims",
 }
 NOW = "2026-01-01T00:00:00Z"
 

@@ -241,6 +241,23 @@ def sync_snapshots_as_snapshot_controller(kube: FakeKube) -> None:
             )
 
 
+def export(kube: FakeKube, name: str = "copy", **source: str) -> Body:
+    """An ElasticSanSnapshotExport as a user writes it (``volumeSnapshotName="snap"`` and so on)."""
+    return kube.seed(
+        SNAPSHOT_EXPORT,
+        {"metadata": {"name": name, "namespace": NAMESPACE}, "spec": {"source": dict(source)}},
+    )
+
+
+async def exported(operator: Operator, name: str = "copy") -> Body:
+    """The export after one reconcile of it."""
+    operator.deliver_all()
+    await operator.reconcile("exports", f"{NAMESPACE}/{name}")
+    body = operator.kube.get_object(SNAPSHOT_EXPORT, name, NAMESPACE)
+    assert body is not None
+    return body
+
+
 def storage_class(kube: FakeKube, name: str = "elasticsan", **parameters: str) -> Body:
     return kube.seed(
         STORAGE_CLASS,

@@ -12,6 +12,8 @@ from harness import (
     Operator,
     claim,
     dynamic_content,
+    export,
+    exported,
     seeded_azure,
     storage_class,
     volume_snapshot,
@@ -22,7 +24,6 @@ from elasticsan_snapshotter.domain.mapping import SanIndex, UnmappedVolume, volu
 from elasticsan_snapshotter.kubernetes.resources import (
     PERSISTENT_VOLUME,
     PERSISTENT_VOLUME_CLAIM,
-    SNAPSHOT_EXPORT,
     VOLUME_SNAPSHOT,
     VOLUME_SNAPSHOT_CLASS,
     VOLUME_SNAPSHOT_CONTENT,
@@ -108,37 +109,19 @@ async def test_an_export_of_a_snapshot_that_failed_for_good_fails_with_its_reaso
         VOLUME,
         status={"readyToUse": False, "error": {"time": "2026-01-01T00:00:00Z", "message": "the SAN said no"}},
     )
-    kube.seed(
-        SNAPSHOT_EXPORT,
-        {
-            "metadata": {"name": "copy", "namespace": NAMESPACE},
-            "spec": {"source": {"volumeSnapshotName": "snap"}},
-        },
-    )
+    export(kube, volumeSnapshotName="snap")
     operator = Operator(kube, azure)
-    operator.deliver_all()
-    await operator.reconcile("exports", f"{NAMESPACE}/copy")
-    export = kube.get_object(SNAPSHOT_EXPORT, "copy", NAMESPACE)
-    assert export is not None
-    assert export["status"]["phase"] == "Failed"
-    assert "the SAN said no" in export["status"]["error"]["message"]
+    body = await exported(operator)
+    assert body["status"]["phase"] == "Failed"
+    assert "the SAN said no" in body["status"]["error"]["message"]
 
 
 async def test_an_export_of_a_missing_content_names_it_once() -> None:
     kube, azure = FakeKube(), seeded_azure()
-    kube.seed(
-        SNAPSHOT_EXPORT,
-        {
-            "metadata": {"name": "copy", "namespace": NAMESPACE},
-            "spec": {"source": {"volumeSnapshotContentName": "gone"}},
-        },
-    )
+    export(kube, volumeSnapshotContentName="gone")
     operator = Operator(kube, azure)
-    operator.deliver_all()
-    await operator.reconcile("exports", f"{NAMESPACE}/copy")
-    export = kube.get_object(SNAPSHOT_EXPORT, "copy", NAMESPACE)
-    assert export is not None
-    assert export["status"]["error"]["message"] == "VolumeSnapshotContent gone does not exist"
+    body = await exported(operator)
+    assert body["status"]["error"]["message"] == "VolumeSnapshotContent gone does not exist"
 
 
 async def test_sizes_are_compared_in_one_unit() -> None:

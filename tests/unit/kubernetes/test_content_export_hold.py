@@ -14,6 +14,7 @@ from harness import (
     Operator,
     delete_snapshot_as_snapshot_controller,
     dynamic_content,
+    export,
     seeded_azure,
     volume_snapshot,
 )
@@ -33,17 +34,11 @@ async def test_deleting_the_source_of_a_running_export_waits_for_the_export() ->
     content = dynamic_content(kube, vs, VOLUME)["metadata"]["name"]
     operator = Operator(kube, azure)
     await operator.settle()
-    kube.seed(
-        SNAPSHOT_EXPORT,
-        {
-            "metadata": {"name": "copy", "namespace": NAMESPACE},
-            "spec": {"source": {"volumeSnapshotName": "snap"}, "deletionPolicy": "Retain"},
-        },
-    )
+    export(kube, volumeSnapshotName="snap")
     await operator.settle()
-    export = kube.get_object(SNAPSHOT_EXPORT, "copy", NAMESPACE)
-    assert export is not None
-    assert export["status"]["phase"] == "Exporting"
+    running = kube.get_object(SNAPSHOT_EXPORT, "copy", NAMESPACE)
+    assert running is not None
+    assert running["status"]["phase"] == "Exporting"
 
     kube.delete_direct(VOLUME_SNAPSHOT, "snap", NAMESPACE)
     delete_snapshot_as_snapshot_controller(kube, content)
@@ -56,9 +51,9 @@ async def test_deleting_the_source_of_a_running_export_waits_for_the_export() ->
 
     azure.advance(31.0)  # the copy finishes
     await operator.settle()
-    export = kube.get_object(SNAPSHOT_EXPORT, "copy", NAMESPACE)
-    assert export is not None
-    assert export["status"]["phase"] == "Succeeded"
+    done = kube.get_object(SNAPSHOT_EXPORT, "copy", NAMESPACE)
+    assert done is not None
+    assert done["status"]["phase"] == "Succeeded"
     assert kube.get_object(VOLUME_SNAPSHOT_CONTENT, content) is None
     assert kube.get_object(VOLUME_SNAPSHOT, "snap", NAMESPACE) is None
     assert await azure.list_snapshots(GROUP) == []

@@ -6,7 +6,15 @@ import asyncio
 
 import pytest
 from fake_kube import FakeKube, Request
-from harness import GROUP, NAMESPACE, Operator, dynamic_content, seeded_azure, volume_snapshot
+from harness import (
+    GROUP,
+    NAMESPACE,
+    Operator,
+    dynamic_content,
+    export,
+    seeded_azure,
+    volume_snapshot,
+)
 
 from elasticsan_snapshotter import metrics
 from elasticsan_snapshotter.domain import decisions
@@ -72,13 +80,7 @@ async def test_a_conflict_on_an_export_backs_off_quietly_instead_of_spinning() -
     dynamic_content(kube, vs, VOLUME)
     operator = Operator(kube, azure)
     await operator.settle()
-    kube.seed(
-        SNAPSHOT_EXPORT,
-        {
-            "metadata": {"name": "copy", "namespace": NAMESPACE},
-            "spec": {"source": {"volumeSnapshotName": "snap"}},
-        },
-    )
+    export(kube, volumeSnapshotName="snap")
 
     def status_conflict(request: Request) -> tuple[int, str] | None:
         if request.plural == SNAPSHOT_EXPORT.plural and request.subresource == "status":
@@ -136,13 +138,7 @@ async def test_a_long_copy_is_not_polled_every_second() -> None:
     dynamic_content(kube, vs, VOLUME)
     operator = Operator(kube, azure)
     await operator.settle()
-    kube.seed(
-        SNAPSHOT_EXPORT,
-        {
-            "metadata": {"name": "copy", "namespace": NAMESPACE},
-            "spec": {"source": {"volumeSnapshotName": "snap"}},
-        },
-    )
+    export(kube, volumeSnapshotName="snap")
     await operator.settle(rounds=2)
     kube.patch_status_direct(SNAPSHOT_EXPORT, "copy", {"startTime": "2000-01-01T00:00:00Z"}, NAMESPACE)
     azure.advance(600.0)
