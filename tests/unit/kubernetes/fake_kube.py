@@ -115,7 +115,7 @@ class FakeKube(KubeApi):
     def events_about(self, name: str, reason: str | None = None) -> list[Body]:
         return [
             e
-            for e in self.all(EVENT)
+            for e in self.all(resources.EVENT)
             if e["involvedObject"].get("name") == name and (reason is None or e["reason"] == reason)
         ]
 
