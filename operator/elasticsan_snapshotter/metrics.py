@@ -53,6 +53,22 @@ AZURE_PACING_WAIT = Histogram(
 
 # --- the operator -----------------------------------------------------------------------
 
+CREDENTIALS_FAILING = Gauge(
+    "credentials_failing",
+    "1 while a backend's credentials are refused again and again, even after logging in again.",
+    ["backend"],
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+)
+
+RECONCILE_ERRORS = Counter(
+    "reconcile_errors",
+    "Errors reconcilers met, by resource, reason and whether they were final (not retried soon).",
+    ["resource", "reason", "final"],
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+)
+
 SNAPSHOTS_CREATED = Counter(
     "snapshots_created",
     "Elastic SAN snapshots created or adopted for VolumeSnapshotContents.",

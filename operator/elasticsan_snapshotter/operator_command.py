@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import sys
 from typing import Any
@@ -41,7 +42,14 @@ def run(args: argparse.Namespace) -> int:
     from prometheus_client import start_http_server
 
     from elasticsan_snapshotter.kubernetes.handlers import Runtime, register
-    from elasticsan_snapshotter.wiring import azure_config, managed_sans, operator_runtime
+    from elasticsan_snapshotter.kubernetes.leader import LeaderElector
+    from elasticsan_snapshotter.wiring import (
+        azure_config,
+        elects_leader,
+        leader_elector,
+        managed_sans,
+        operator_runtime,
+    )
 
     try:
         settings = Settings.load(args)
@@ -57,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     quiet_per_event_logs(verbose=bool(args.verbose))
     registry = kopf.OperatorRegistry()
     box: list[Runtime] = []
+    electors: list[LeaderElector] = []
+    tasks: list[asyncio.Task[None]] = []
     register(registry, box)
 
     @kopf.on.startup(registry=registry)
@@ -76,14 +86,31 @@ def run(args: argparse.Namespace) -> int:
         settings.watching.client_timeout = 330
         runtime = await operator_runtime(ours)
         box.append(runtime)
-        for queue in runtime.queues.values():
-            queue.start()
+        if elects_leader(ours):
+            elector = leader_elector(ours, runtime.api)
+            electors.append(elector)
+
+            async def lead() -> None:
+                runtime.start()
+
+            def lost() -> None:
+                # Another replica may take over soon: stop at once, mid-operation or not.
+                logging.getLogger(__name__).critical("lost the Lease; exiting")
+                os._exit(1)
+
+            tasks.append(asyncio.create_task(elector.run(lead, lost), name="leader-election"))
+        else:
+            runtime.start()
         if ours.metrics_port:
             start_http_server(ours.metrics_port, registry=metrics.REGISTRY)
         logger.info("operator settings: %s", ours.redacted())
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
+        for task in tasks:
+            task.cancel()
+        for elector in electors:
+            await elector.release()
         if box:
             await box[0].close()
 
@@ -91,9 +118,10 @@ def run(args: argparse.Namespace) -> int:
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         kopf.run(
             registry=registry,
-            standalone=settings.standalone,
+            # With the Lease, every replica watches and only the leader reconciles: no Kopf peering.
+            standalone=settings.standalone or elects_leader(settings),
             # Naming a peering makes it mandatory in Kopf, even when standalone: name it only when used.
-            peering_name=None if settings.standalone else settings.peering_name,
+            peering_name=None if settings.standalone or elects_leader(settings) else settings.peering_name,
             # Peers of equal priority all pause; a random priority per process makes one active.
             priority=settings.peering_priority or secrets.randbelow(2**31 - 1) + 1,
             clusterwide=not namespaces,

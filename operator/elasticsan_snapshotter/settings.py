@@ -66,6 +66,21 @@ class Settings:
             "help": "Kopf peering priority; 0 picks a random one, so replicas never tie (ties freeze all)",
         },
     )
+    leader_election: bool = field(
+        default=True,
+        metadata={
+            "env": "ESS_LEADER_ELECTION",
+            "help": "replicas elect one active through a Lease (unless standalone); off: Kopf peering",
+        },
+    )
+    lease_name: str = field(default="elasticsan-snapshotter", metadata={"env": "ESS_LEASE_NAME"})
+    lease_namespace: str = field(
+        default="",
+        metadata={
+            "env": "ESS_LEASE_NAMESPACE",
+            "help": "namespace of the Lease; empty: the pod's, else default",
+        },
+    )
     log_format: str = field(default="json", metadata={"env": "ESS_LOG_FORMAT", "help": "json or text"})
 
     def __post_init__(self) -> None:

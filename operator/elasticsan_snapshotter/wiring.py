@@ -18,7 +18,9 @@ from elasticsan_snapshotter.settings import Settings, SettingsError
 if TYPE_CHECKING:
     import kopf
 
+    from elasticsan_snapshotter.kubernetes.api import KubeApi
     from elasticsan_snapshotter.kubernetes.handlers import Runtime
+    from elasticsan_snapshotter.kubernetes.leader import LeaderElector
 
 
 def azure_config(settings: Settings) -> AzureConfig:
@@ -40,6 +42,9 @@ def azure_config(settings: Settings) -> AzureConfig:
                 write_rate_per_second=settings.write_rate,
                 write_burst=settings.write_burst,
                 max_concurrency=settings.max_concurrency,
+                # A full per-volume window is a Throttled with the wait, turned into a requeue
+                # after it: sleeping would hold a worker for up to five minutes.
+                max_snapshot_queue_seconds=0.0,
             ),
         )
     except ValueError as exc:
@@ -85,3 +90,24 @@ def _async_login(login: Callable[..., kopf.ConnectionInfo]) -> Callable[[], Awai
         return login()
 
     return call
+
+
+def elects_leader(settings: Settings) -> bool:
+    """Replicas elect their active one through a Lease (Kopf then runs without its peering)."""
+    return settings.leader_election and not settings.standalone
+
+
+def leader_elector(settings: Settings, api: KubeApi) -> LeaderElector:
+    import os
+    import secrets
+    import socket
+
+    from elasticsan_snapshotter.kubernetes.leader import LeaderElector
+
+    return LeaderElector(
+        api=api,
+        name=settings.lease_name,
+        namespace=settings.lease_namespace or os.environ.get("POD_NAMESPACE") or "default",
+        # The pod name in a cluster; elsewhere the host and a random part, unique per process.
+        identity=os.environ.get("POD_ID") or f"{socket.gethostname()}-{secrets.token_hex(4)}",
+    )

@@ -25,7 +25,7 @@ from azure.mgmt.compute.aio import ComputeManagementClient
 from azure.mgmt.elasticsan import models as em
 from azure.mgmt.elasticsan.aio import ElasticSanMgmtClient
 
-from elasticsan_snapshotter import metrics
+from elasticsan_snapshotter import health, metrics
 from elasticsan_snapshotter.azure.config import AzureConfig
 from elasticsan_snapshotter.azure.credentials import build_credential
 from elasticsan_snapshotter.azure.errors import (
@@ -41,7 +41,13 @@ from elasticsan_snapshotter.azure.errors import (
 from elasticsan_snapshotter.azure.pacing import Pacing
 from elasticsan_snapshotter.azure.transport import SharedSession
 from elasticsan_snapshotter.domain.decisions import VolumeHasSnapshots
-from elasticsan_snapshotter.domain.errors import AlreadyExists, InvalidRequest, LimitReached, NotFound
+from elasticsan_snapshotter.domain.errors import (
+    AlreadyExists,
+    InvalidRequest,
+    LimitReached,
+    NotFound,
+    Unauthenticated,
+)
 from elasticsan_snapshotter.domain.identity import (
     DiskSnapshotId,
     ElasticSanId,
@@ -170,6 +176,8 @@ class ElasticSanAzure:
                 result = await action()
             except TRANSLATED as exc:
                 error = translate(exc, what)
+                if isinstance(error, Unauthenticated):
+                    health.CREDENTIALS.refused(health.AZURE, str(error))
                 if error.request_id is None:
                     error.request_id = _last_request_id.get()
                 self._record(operation, what, error.reason, started, error.request_id, write)
@@ -186,6 +194,7 @@ class ElasticSanAzure:
                 self._record(operation, what, UNEXPECTED, started, req_id, write)
                 raise
             self._record(operation, what, SUCCESS, started, _last_request_id.get(), write)
+            health.CREDENTIALS.worked(health.AZURE)
             return result
 
     @staticmethod

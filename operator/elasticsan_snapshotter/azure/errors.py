@@ -32,6 +32,7 @@ from elasticsan_snapshotter.domain.errors import (
     SnapshotterError,
     Throttled,
     Transient,
+    Unauthenticated,
 )
 
 REQUEST_ID_HEADERS = ("x-ms-request-id", "x-ms-correlation-request-id")
@@ -63,16 +64,14 @@ CODE_TABLE: Mapping[str, _ErrorClass] = {
                 "OperationNotAllowed",
             ),
         ),
+        (Forbidden, ("AuthorizationFailed", "LinkedAuthorizationFailed", "Forbidden")),
         (
-            Forbidden,
+            Unauthenticated,
             (
-                "AuthorizationFailed",
-                "LinkedAuthorizationFailed",
                 "InvalidAuthenticationToken",
                 "InvalidAuthenticationTokenTenant",
                 "AuthenticationFailed",
                 "ExpiredAuthenticationToken",
-                "Forbidden",
             ),
         ),
         (
@@ -109,7 +108,9 @@ CODE_TABLE: Mapping[str, _ErrorClass] = {
 def _by_status(status: int) -> _ErrorClass:
     if status == 404:
         return NotFound
-    if status in (401, 403):
+    if status == 401:
+        return Unauthenticated
+    if status == 403:
         return Forbidden
     if status == 429:
         return Throttled
@@ -192,7 +193,7 @@ def classify(exc: BaseException) -> _ErrorClass:
     if isinstance(exc, SnapshotterError):
         return type(exc)
     if isinstance(exc, ClientAuthenticationError):
-        return Forbidden
+        return Unauthenticated
     code = error_code(exc)
     if code and code.lower() in CODE_TABLE:
         return CODE_TABLE[code.lower()]

@@ -10,25 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from elasticsan_snapshotter.csi._stubs import pb, pb_grpc
 from elasticsan_snapshotter.csi.errors import CapacityOutOfRange, InvalidPageToken
 from elasticsan_snapshotter.csi.inflight import InFlight
-from elasticsan_snapshotter.csi.naming import (
-    PARAM_ELASTIC_SAN,
-    PARAM_VOLUME_GROUP,
-    SNAPSHOT_PARAMETERS,
-    VOLUME_PARAMETERS,
-    check_parameters,
-    snapshot_name,
-    volume_name,
-)
+from elasticsan_snapshotter.csi.naming import snapshot_name, volume_name
 from elasticsan_snapshotter.csi.rpc import rpc
+from elasticsan_snapshotter.domain import parameters
 from elasticsan_snapshotter.domain.decisions import (
     GIB,
     MAX_VOLUME_GIB,
@@ -49,6 +42,16 @@ from elasticsan_snapshotter.domain.identity import (
 from elasticsan_snapshotter.domain.ports import AzurePort, SnapshotInfo, VolumeInfo, VolumeSource
 
 log = logging.getLogger(__name__)
+
+_Parsed = TypeVar("_Parsed", parameters.StorageClassParameters, parameters.SnapshotClassParameters)
+
+
+def _known(parsed: _Parsed, known: Mapping[str, str]) -> _Parsed:
+    """CSI has no channel but the error to report a key nobody reads, so an unknown one is refused."""
+    if parsed.unknown:
+        raise InvalidRequest(parameters.unknown_message(parsed.unknown, known, "the request"))
+    return parsed
+
 
 Mode = pb.VolumeCapability.AccessMode
 # An Elastic SAN volume reached through iscsi.csi.k8s.io is attached to one node at a time.
@@ -100,7 +103,7 @@ class ControllerServicer(pb_grpc.ControllerServicer):
         problem = unsupported_capability(request.volume_capabilities)
         if problem:
             raise InvalidRequest(problem)
-        params = check_parameters(request.parameters, VOLUME_PARAMETERS, "volume")
+        params = _known(parameters.parse_storage_class(request.parameters), parameters.STORAGE_CLASS_KEYS)
         source, source_gib = await self._content_source(request)
         range_ = request.capacity_range if request.HasField("capacity_range") else None
         size_gib = volume_size_gib(range_, source_gib)
@@ -141,20 +144,22 @@ class ControllerServicer(pb_grpc.ControllerServicer):
             )
         return source, snapshot.source_volume_size_gib
 
-    async def _place(self, csi_name: str, params: dict[str, str], source: VolumeSource | None) -> VolumeId:
+    async def _place(
+        self, csi_name: str, params: parameters.StorageClassParameters, source: VolumeSource | None
+    ) -> VolumeId:
         """Where a new volume goes: the parameters, else the source snapshot's group, else the default SAN."""
         name = volume_name(csi_name)
-        if isinstance(source, SnapshotId) and not params:
+        if isinstance(source, SnapshotId) and not (params.elastic_san or params.volume_group):
             return source.volume_group.volume(name)
-        san = self._san(params.get(PARAM_ELASTIC_SAN, ""))
-        group = params.get(PARAM_VOLUME_GROUP, "")
+        san = self._san(params.elastic_san or "")
+        group = params.volume_group or ""
         if group:
             return san.volume_group(group).volume(name)
         groups = await self._azure.list_volume_groups(san)
         if len(groups) != 1:
             raise InvalidRequest(
                 f"Elastic SAN {san.arm_id} has {len(groups)} volume groups; set the parameter "
-                f"{PARAM_VOLUME_GROUP!r} to choose one"
+                f"{parameters.VOLUME_GROUP!r} to choose one"
             )
         return groups[0].volume(name)
 
@@ -163,7 +168,7 @@ class ControllerServicer(pb_grpc.ControllerServicer):
         if not wanted:
             if not self._managed_sans:
                 raise InvalidRequest(
-                    f"no managed Elastic SAN is configured; set the parameter {PARAM_ELASTIC_SAN!r}"
+                    f"no managed Elastic SAN is configured; set the parameter {parameters.ELASTIC_SAN!r}"
                 )
             return self._managed_sans[0]
         for san in self._managed_sans:
@@ -221,7 +226,7 @@ class ControllerServicer(pb_grpc.ControllerServicer):
             raise InvalidRequest("name is required")
         if not request.source_volume_id:
             raise InvalidRequest("source_volume_id is required")
-        check_parameters(request.parameters, SNAPSHOT_PARAMETERS, "snapshot")
+        _known(parameters.parse_snapshot_class(request.parameters), parameters.SNAPSHOT_CLASS_KEYS)
         try:
             source = VolumeId.parse(request.source_volume_id, self._subscription)
         except InvalidRequest:

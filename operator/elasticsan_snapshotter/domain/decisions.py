@@ -120,6 +120,17 @@ def bytes_to_gib(size_bytes: int) -> int:
     return max(MIN_VOLUME_GIB, -(-size_bytes // GIB))
 
 
+_UNITS = (("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10))
+
+
+def sizes_in_one_unit(*sizes_bytes: int) -> list[str]:
+    """Sizes written in the largest binary unit that holds all of them whole, else all in bytes."""
+    for suffix, unit in _UNITS:
+        if all(size % unit == 0 for size in sizes_bytes):
+            return [f"{size // unit}{suffix}" for size in sizes_bytes]
+    return [f"{size} bytes" for size in sizes_bytes]
+
+
 def check_volume_size(size_gib: int) -> int:
     if not MIN_VOLUME_GIB <= size_gib <= MAX_VOLUME_GIB:
         raise InvalidRequest(
@@ -283,6 +294,17 @@ def export_progress(disk_snapshot: DiskSnapshotInfo) -> ExportProgress:
     percent = max(0.0, min(100.0, disk_snapshot.completion_percent))
     succeeded = disk_snapshot.provisioning_state.lower() == SUCCEEDED.lower()
     return ExportProgress(done=succeeded and percent >= 100.0, percent=percent)
+
+
+def next_progress_poll(elapsed: float, percent: float, *, minimum: float, maximum: float) -> float:
+    """Seconds until the next look at a copy ``percent`` done after ``elapsed`` seconds.
+
+    A copy that moves is looked at about halfway to its expected end, so polls get sparse
+    for copies that take hours and dense near the end; one that has not moved yet backs
+    off with its age. Always between ``minimum`` and ``maximum``.
+    """
+    estimate = elapsed / 2 if percent <= 0.0 else elapsed * (100.0 - min(percent, 100.0)) / percent / 2
+    return max(minimum, min(maximum, estimate))
 
 
 # --- volume deletion ------------------------------------------------------------------------

@@ -66,6 +66,19 @@ class Forbidden(SnapshotterError):
     reason = "Forbidden"
 
 
+class Unauthenticated(SnapshotterError):
+    """Credentials were refused even after logging in again (expired secret, revoked identity).
+
+    Retryable: credentials get fixed outside the object (a rotated secret, a refreshed federated
+    token), so no object records it as its own final error; the process reports it as a
+    condition instead (``elasticsan_snapshotter.health``).
+    """
+
+    reason = "Unauthenticated"
+    retryable = True
+    default_retry_after = 30.0
+
+
 class CapacityExhausted(SnapshotterError):
     """The Elastic SAN has no room left; retryable once someone grows the SAN or frees space."""
 
@@ -98,6 +111,28 @@ class Transient(SnapshotterError):
     default_retry_after = 5.0
 
 
+MESSAGE_LIMIT = 1024
+"""Longest message written to a status or an Event."""
+QUOTE_LIMIT = 80
+"""Longest value quoted inside a message; longer ones are cut and their length said."""
+
+
+def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)``, cut to ``limit`` characters: a message never carries a whole annotation."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    length = len(value) if isinstance(value, str | bytes) else len(text)
+    return f"{text[:limit]}... ({length} characters)"
+
+
+def bounded(message: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``message`` cut to ``limit`` characters, saying so."""
+    if len(message) <= limit:
+        return message
+    return message[: limit - 25].rstrip() + f" ... ({len(message)} characters)"
+
+
 __all__ = [
     "AlreadyExists",
     "CapacityExhausted",
@@ -108,4 +143,7 @@ __all__ = [
     "SnapshotterError",
     "Throttled",
     "Transient",
+    "Unauthenticated",
+    "bounded",
+    "quote",
 ]

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from elasticsan_snapshotter.domain.errors import InvalidRequest
+from elasticsan_snapshotter.domain.errors import InvalidRequest, quote
 
 CSI_MAX_BYTES = 128
 SEPARATOR = "#"
@@ -239,7 +239,7 @@ def parse_snapshot_handle(value: str, default_subscription: str) -> SnapshotId |
 def _match(kind: str, value: str, what: str) -> tuple[Any, ...]:
     found = _PATTERNS[kind].match(value)
     if not found:
-        raise InvalidRequest(f"{value!r} is not the ARM ID of {what}")
+        raise InvalidRequest(f"{quote(value)} is not the ARM ID of {what}")
     return found.groups()
 
 
@@ -247,7 +247,7 @@ def _split_handle(value: str, parts: int, what: str) -> list[str]:
     pieces = value.split(SEPARATOR)
     if len(pieces) != parts or not all(pieces):
         raise InvalidRequest(
-            f"{value!r} is not a {what} handle: expected {parts} non-empty parts separated by "
+            f"{quote(value)} is not a {what} handle: expected {parts} non-empty parts separated by "
             f"{SEPARATOR!r}, or a full ARM resource ID"
         )
     return pieces
@@ -263,7 +263,7 @@ def _fit(value: str, what: str) -> str:
             else "use shorter resource group, SAN or volume group names"
         )
         raise InvalidRequest(
-            f"the {what} handle {value!r} is {len(value.encode())} bytes, more than the "
+            f"the {what} handle {quote(value, 200)} is {len(value.encode())} bytes, more than the "
             f"{CSI_MAX_BYTES} bytes CSI allows; {hint}"
         )
     return value

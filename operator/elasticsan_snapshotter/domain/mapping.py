@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from elasticsan_snapshotter.domain.errors import InvalidRequest, NotFound, SnapshotterError, Transient
+from elasticsan_snapshotter.domain.errors import InvalidRequest, NotFound, SnapshotterError, Transient, quote
 from elasticsan_snapshotter.domain.identity import ElasticSanId, VolumeId
 from elasticsan_snapshotter.domain.ports import AzurePort, VolumeInfo
 
@@ -277,7 +277,7 @@ async def volume_of(pv: Mapping[str, Any], *, index: SanIndex, default_subscript
     if annotation is not None:
         if not isinstance(annotation, str) or not annotation.startswith("/"):
             raise UnmappedVolume(
-                f"PersistentVolume {name} has annotation {VOLUME_ID_ANNOTATION}={annotation!r}, which is "
+                f"PersistentVolume {name} has annotation {VOLUME_ID_ANNOTATION}={quote(annotation)}, which is "
                 "not a full ARM ID; expected /subscriptions/<sub>/resourceGroups/<rg>/providers/"
                 "Microsoft.ElasticSan/elasticSans/<san>/volumegroups/<vg>/volumes/<volume>"
             )
@@ -295,7 +295,7 @@ async def volume_of(pv: Mapping[str, Any], *, index: SanIndex, default_subscript
         try:
             volume = VolumeId.parse(handle, default_subscription)
         except InvalidRequest:
-            tried.append(f"spec.csi.volumeHandle {handle!r} (neither an ARM ID nor a compact handle)")
+            tried.append(f"spec.csi.volumeHandle {quote(handle)} (neither an ARM ID nor a compact handle)")
         else:
             return _check_managed(volume, index, name, "spec.csi.volumeHandle")
     else:

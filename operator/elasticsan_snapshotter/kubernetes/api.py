@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import kopf
 
+from elasticsan_snapshotter import health
 from elasticsan_snapshotter.domain.errors import (
     AlreadyExists,
     Forbidden,
@@ -28,6 +29,7 @@ from elasticsan_snapshotter.domain.errors import (
     SnapshotterError,
     Throttled,
     Transient,
+    Unauthenticated,
 )
 from elasticsan_snapshotter.kubernetes.resources import Resource
 
@@ -41,7 +43,6 @@ class Conflict(SnapshotterError):
 
     reason = "Conflict"
     retryable = True
-    default_retry_after = 0.0
 
 
 class KubeApi:
@@ -101,12 +102,23 @@ class KubeApi:
                     if resp.status == 401 and attempt == 1:
                         continue  # credentials rotated (projected tokens): log in again once
                     text = await resp.text()
+                    if resp.status == 401:
+                        health.CREDENTIALS.refused(health.KUBERNETES, f"{method} {path}: HTTP 401")
+                    elif resp.status < 500:
+                        health.CREDENTIALS.worked(health.KUBERNETES)
                     if resp.status >= 400:
-                        raise _translate(resp.status, text, method, path, resp.headers.get("Retry-After"))
+                        raise _translate(
+                            resp.status,
+                            text,
+                            method,
+                            path,
+                            resp.headers.get("Retry-After"),
+                            json_patch=content_type == JSON_PATCH,
+                        )
                     return json.loads(text) if text else {}
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise Transient(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
-        raise Forbidden(f"{method} {path}: unauthorized after logging in again")
+        raise Unauthenticated(f"{method} {path}: unauthorized after logging in again")
 
     # -- typed helpers ---------------------------------------------------------
 
@@ -178,7 +190,7 @@ class KubeApi:
                 await self.patch(resource, name, ops, namespace, content_type=JSON_PATCH)
             except NotFound:
                 return False
-            except (Conflict, InvalidRequest):
+            except Conflict:
                 fresh = await self.get(resource, name, namespace)
                 if fresh is None:
                     return False
@@ -188,28 +200,36 @@ class KubeApi:
         raise Conflict(f"the finalizers of {resource.kind} {name} kept changing; will retry")
 
 
-def _translate(status: int, text: str, method: str, path: str, retry_after: str | None) -> SnapshotterError:
+def _translate(
+    status: int, text: str, method: str, path: str, retry_after: str | None, *, json_patch: bool = False
+) -> SnapshotterError:
     try:
         payload = json.loads(text)
     except ValueError:
         payload = {}
-    message = payload.get("message") or text if isinstance(payload, dict) else text
-    reason = payload.get("reason") if isinstance(payload, dict) else None
+    if not isinstance(payload, dict):
+        payload = {}
+    message = payload.get("message") or text
+    reason = payload.get("reason")
+    causes = (payload.get("details") or {}).get("causes") or []
     where = f"{method} {path}: {message}"
     if status == 404:
         return NotFound(where)
     if status == 409:
         # metav1.Status.reason tells a create of an existing name from a stale update.
         return AlreadyExists(where) if reason == "AlreadyExists" else Conflict(where)
+    if status == 401:
+        return Unauthenticated(where)  # already after a fresh login: see request()
     if status == 403:
         return Forbidden(where)
-    if status == 422 or (status == 400 and method != "PATCH"):
-        return InvalidRequest(where)
+    if status == 422 and json_patch and any(c.get("reason") == "UnexpectedServerResponse" for c in causes):
+        # kube-apiserver answers a JSON patch that no longer applies (its `test` failed, the
+        # element it removes is gone) with 422 and the patch library's error as the cause.
+        return Conflict(f"{where} ({'; '.join(str(c.get('message')) for c in causes)})")
+    if status in (400, 422):
+        return InvalidRequest(where)  # a bug or bad input: retrying the same request cannot help
     if status == 429:
         return Throttled(where, retry_after=float(retry_after) if retry_after else None)
-    if status == 400:
-        # A JSON patch whose `test` failed: the object changed under us.
-        return Conflict(where)
     return Transient(where)
 
 

@@ -38,22 +38,23 @@ from datetime import UTC, datetime
 from typing import Any
 
 from elasticsan_snapshotter import DRIVER_NAME
-from elasticsan_snapshotter.domain import decisions, names
+from elasticsan_snapshotter.domain import decisions, names, parameters
 from elasticsan_snapshotter.domain.errors import (
     AlreadyExists,
     Forbidden,
     InvalidRequest,
     NotFound,
     SnapshotterError,
+    bounded,
 )
 from elasticsan_snapshotter.domain.identity import DiskSnapshotId, SnapshotId, VolumeId, parse_snapshot_handle
 from elasticsan_snapshotter.domain.ports import DiskSnapshotInfo, SnapshotInfo
-from elasticsan_snapshotter.kubernetes.api import Body, Conflict, KubeApi
+from elasticsan_snapshotter.kubernetes import retry
+from elasticsan_snapshotter.kubernetes.api import Body, KubeApi
 from elasticsan_snapshotter.kubernetes.events import NORMAL, WARNING, EventRecorder
 from elasticsan_snapshotter.kubernetes.reconciler import Reconciler
 from elasticsan_snapshotter.kubernetes.resources import (
     FIN_EXPORT_SOURCE,
-    PARAM_EXPORT_BEFORE_VOLUME_DELETE,
     SNAPSHOT_EXPORT,
     VOLUME_SNAPSHOT,
     VOLUME_SNAPSHOT_CONTENT,
@@ -88,7 +89,9 @@ TAG_SOURCE = "elasticsan-snapshotter-source"
 TAG_SOURCE_SNAPSHOT = "elasticsan-snapshotter-source-snapshot"
 
 PROGRESS_POLL = 1.0
-"""Seconds between looks at a running copy."""
+"""The shortest wait between looks at a running copy."""
+PROGRESS_POLL_MAX = 120.0
+"""The longest: copies of large snapshots take hours, and each look is an Azure read."""
 SOURCE_WAIT = 5.0
 """Seconds between looks at a source that is not ready yet."""
 GUARD_WAIT = 5.0
@@ -264,6 +267,12 @@ class SourceNotReady(SnapshotterError):
     default_retry_after = SOURCE_WAIT
 
 
+class SourceFailed(InvalidRequest):
+    """The source snapshot failed for good; the export fails with its reason."""
+
+    reason = "SourceFailed"
+
+
 @dataclass(frozen=True)
 class Source:
     snapshot: SnapshotId
@@ -389,9 +398,11 @@ class ExportReconciler(Reconciler):
         )
 
     async def _content_snapshot(self, content_name: str, what: str) -> SnapshotId:
+        itself = f"VolumeSnapshotContent {content_name}"
+        named = itself if what == itself else f"{itself} of {what}"
         content = await self.api.get(VOLUME_SNAPSHOT_CONTENT, content_name)
         if content is None:
-            raise InvalidRequest(f"VolumeSnapshotContent {content_name} of {what} does not exist")
+            raise InvalidRequest(f"{named} does not exist")
         driver = (content.get("spec") or {}).get("driver")
         if driver != self.driver_name:
             raise InvalidRequest(
@@ -399,11 +410,15 @@ class ExportReconciler(Reconciler):
                 "snapshots of this driver can be exported"
             )
         status = content.get("status") or {}
+        failure = (status.get("error") or {}).get("message")
+        if failure and not status.get("readyToUse"):
+            # A content's status.error is final by contract: waiting would wait forever.
+            raise SourceFailed(f"{named} failed: {bounded(str(failure), 512)}")
         handle = status.get("snapshotHandle") or ((content.get("spec") or {}).get("source") or {}).get(
             "snapshotHandle"
         )
         if not handle:
-            raise SourceNotReady(f"VolumeSnapshotContent {content_name} of {what} has no snapshot handle yet")
+            raise SourceNotReady(f"{named} has no snapshot handle yet")
         snapshot = self._elastic_san_snapshot(str(handle), f"the snapshot handle of {what}")
         if not status.get("readyToUse"):
             raise SourceNotReady(f"{what} is not ready to use yet")
@@ -514,28 +529,36 @@ class ExportReconciler(Reconciler):
                 progressPercent=max(percent, int(status.get("progressPercent") or 0)),
                 sizeGiB=size,
             )
-        return Requeue(self.poll_interval)
+        elapsed = (datetime.now(UTC) - _parse_time(status.get("startTime"))).total_seconds()
+        return Requeue(
+            decisions.next_progress_poll(
+                elapsed, info.completion_percent, minimum=self.poll_interval, maximum=PROGRESS_POLL_MAX
+            )
+        )
 
     # -- failure and trouble ---------------------------------------------------------------
 
     async def _fail(self, body: Body, error: SnapshotterError) -> Outcome:
         """A final error: phase Failed with the message, a Warning Event, the source released."""
-        body = await self._write(body, FAILED, error.reason, str(error), progressPercent=None)
-        await self.recorder.record(body, WARNING, "ExportFailed", f"{error.reason}: {error}")
-        await self._release_source(body)
-        return None
+        await self._trouble(body, error)
+        return None  # Failed is an end: nothing to look at again
 
     async def _trouble(self, body: Body, error: SnapshotterError) -> Outcome:
-        """A retryable fault (Azure throttling, 5xx, API conflicts): an Event, then retry; the phase stays."""
-        if isinstance(error, Conflict):
-            return Requeue(0.5)  # the object changed under us: the next look uses the newer one
-        await self.recorder.error(body, error)
-        if error.retryable:
-            return Requeue(error.retry_after) if error.retry_after else Requeue()
-        # A final error outside the checks (for example Forbidden on the create).
-        if (body.get("metadata") or {}).get("deletionTimestamp"):
-            return Requeue()
-        return await self._fail(body, error)
+        """Any error, through the one retry policy: retryable ones keep the phase, final ones fail it."""
+        deleting = bool((body.get("metadata") or {}).get("deletionTimestamp"))
+
+        async def failed(error: SnapshotterError) -> None:
+            updated = await self._write(body, FAILED, error.reason, bounded(str(error)), progressPercent=None)
+            await self._release_source(updated)
+
+        return await retry.handle(
+            self.recorder,
+            body,
+            error,
+            resource=SNAPSHOT_EXPORT.kind,
+            reason="ExportFailed" if error.final else None,
+            write_final=None if deleting else failed,
+        )
 
     # -- status and finalizers -------------------------------------------------------------
 
@@ -638,8 +661,7 @@ class ExportReconciler(Reconciler):
             if (body.get("spec") or {}).get("deletionPolicy") == DELETE:
                 await self._delete_disk_snapshot(body)
         except SnapshotterError as exc:
-            await self.recorder.error(body, exc)
-            return Requeue(exc.retry_after) if exc.retry_after else Requeue()
+            return await retry.handle(self.recorder, body, exc, resource=SNAPSHOT_EXPORT.kind)
         await self.api.remove_finalizer(SNAPSHOT_EXPORT, body, FIN_EXPORT)
         return None
 
@@ -662,6 +684,13 @@ class ExportReconciler(Reconciler):
             "DiskSnapshotDeleted",
             f"deleted managed-disk snapshot {target.arm_id} (deletionPolicy Delete)",
         )
+
+
+def _parse_time(text: object) -> datetime:
+    try:
+        return datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return datetime.now(UTC)
 
 
 def _has_finalizer(body: Body, finalizer: str) -> bool:
@@ -726,23 +755,28 @@ class ExportGuard:
         self.contents = contents
         self.snapshot_classes = snapshot_classes
 
-    def covered(self, snapshot: SnapshotInfo, storage_class_parameters: Mapping[str, str]) -> bool:
+    def covered(self, snapshot: SnapshotInfo, storage_class: parameters.StorageClassParameters) -> bool:
         """The StorageClass, or the VolumeSnapshotClass the snapshot was taken with, asks for export."""
-        if _true(storage_class_parameters.get(PARAM_EXPORT_BEFORE_VOLUME_DELETE)):
+        if storage_class.export_before_volume_delete:
             return True
         content = self._content_of(snapshot.id)
         class_name = ((content or {}).get("spec") or {}).get("volumeSnapshotClassName")
         snapshot_class = self.snapshot_classes.get(str(class_name)) if class_name else None
-        return _true(((snapshot_class or {}).get("parameters") or {}).get(PARAM_EXPORT_BEFORE_VOLUME_DELETE))
+        if snapshot_class is None:
+            return False
+        parsed = parameters.parse_snapshot_class(
+            snapshot_class.get("parameters"), f"VolumeSnapshotClass {class_name}"
+        )
+        return parsed.export_before_volume_delete
 
     async def before_volume_delete(
         self,
         pv: Body,
         volume: VolumeId,
         snapshots: list[SnapshotInfo],
-        storage_class_parameters: Mapping[str, str],
+        storage_class: parameters.StorageClassParameters,
     ) -> Verdict:
-        covered = [s for s in snapshots if self.covered(s, storage_class_parameters)]
+        covered = [s for s in snapshots if self.covered(s, storage_class)]
         if not covered:
             return Verdict()
         claim_namespace = ((pv.get("spec") or {}).get("claimRef") or {}).get(
@@ -867,10 +901,6 @@ class ExportGuard:
             f"volume {volume.arm_id}",
         )
         return created
-
-
-def _true(value: object) -> bool:
-    return str(value or "").strip().lower() == "true"
 
 
 __all__ = [

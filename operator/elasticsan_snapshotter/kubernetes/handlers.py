@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import kopf
 
-from elasticsan_snapshotter import metrics
+from elasticsan_snapshotter import health, metrics
 from elasticsan_snapshotter.domain.mapping import SanIndex
 from elasticsan_snapshotter.domain.ports import AzurePort
 from elasticsan_snapshotter.kubernetes.api import Body, KubeApi
@@ -66,6 +66,8 @@ class Runtime:
     exports: Store = field(default_factory=Store)
     volumes: PersistentVolumes | None = None
     queues: dict[str, WorkQueue] = field(default_factory=dict)
+    leading: bool = False
+    """Whether this replica runs the reconcilers (always, unless it waits for the Lease)."""
     content_reconciler: ContentReconciler | None = None
     snapshot_watcher: SnapshotWatcher | None = None
     claim_reconciler: ClaimReconciler | None = None
@@ -82,7 +84,12 @@ class Runtime:
             "recorder": self.recorder,
         }
         self.content_reconciler = ContentReconciler(
-            **common, index=self.index, contents=self.contents, volumes=self.volumes
+            **common,
+            index=self.index,
+            contents=self.contents,
+            volumes=self.volumes,
+            exports=self.exports,
+            snapshot_classes=self.snapshot_classes,
         )
         self.snapshot_watcher = SnapshotWatcher(
             **common,
@@ -118,6 +125,12 @@ class Runtime:
         }
         metrics.track_unready(self._unready_ages)
 
+    def start(self) -> None:
+        """Run the reconcilers: at start-up, or once this replica holds the Lease."""
+        self.leading = True
+        for queue in self.queues.values():
+            queue.start()
+
     def _unready_ages(self) -> list[float]:
         ages: list[float] = []
         for body in self.contents:
@@ -144,6 +157,14 @@ def register(registry: kopf.OperatorRegistry, runtime_box: list[Runtime]) -> Non
         return runtime_box[0]
 
     kopf.on.login(registry=registry)(login)
+
+    @kopf.on.probe(id="credentials", registry=registry)
+    async def credentials(**_: Any) -> str:
+        # A failing probe fails /healthz, so the pod reports not ready until credentials work.
+        failing = health.CREDENTIALS.failing()
+        if failing:
+            raise kopf.PermanentError("; ".join(f"{k}: {v}" for k, v in sorted(failing.items())))
+        return "ok"
 
     snapshots = (SNAPSHOT_GROUP, "v1")
 
@@ -213,7 +234,8 @@ def register(registry: kopf.OperatorRegistry, runtime_box: list[Runtime]) -> Non
         if event.get("type") == "DELETED":
             rt.queues["exports"].forget(key)
             rt.recorder.forget(body["metadata"].get("uid", ""))
-            await rt.export_reconciler.deleted(body)
+            if rt.leading:  # a standby only watches
+                await rt.export_reconciler.deleted(body)
         else:
             rt.queues["exports"].add(key)
 

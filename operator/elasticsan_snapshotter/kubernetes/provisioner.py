@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from elasticsan_snapshotter import metrics
-from elasticsan_snapshotter.domain import decisions, names
+from elasticsan_snapshotter.domain import decisions, names, parameters
 from elasticsan_snapshotter.domain.errors import InvalidRequest, NotFound, SnapshotterError
 from elasticsan_snapshotter.domain.identity import (
     DiskSnapshotId,
@@ -27,21 +27,22 @@ from elasticsan_snapshotter.domain.identity import (
     parse_snapshot_handle,
 )
 from elasticsan_snapshotter.domain.ports import VolumeInfo, VolumeSource
+from elasticsan_snapshotter.kubernetes import retry
 from elasticsan_snapshotter.kubernetes.api import Body
 from elasticsan_snapshotter.kubernetes.events import NORMAL, WARNING
 from elasticsan_snapshotter.kubernetes.exporter import ExportGuard
 from elasticsan_snapshotter.kubernetes.reconciler import Reconciler
 from elasticsan_snapshotter.kubernetes.resources import (
     ANN_PROVISIONED_BY,
+    ANN_PROVISIONING_VOLUME,
     ANN_STORAGE_PROVISIONER,
     ANN_STORAGE_PROVISIONER_BETA,
     ANN_VOLUME_ID,
+    FIN_CLAIM_PROVISIONING,
     FIN_VOLUME,
     ISCSI_DRIVER,
-    PARAM_DELETE_SNAPSHOTS_WITH_VOLUME,
-    PARAM_ELASTIC_SAN,
-    PARAM_VOLUME_GROUP,
     PERSISTENT_VOLUME,
+    PERSISTENT_VOLUME_CLAIM,
     SNAPSHOT_GROUP,
     STORAGE_CLASS,
     VOLUME_SNAPSHOT,
@@ -52,16 +53,13 @@ from elasticsan_snapshotter.kubernetes.workqueue import Outcome, Requeue
 
 logger = logging.getLogger(__name__)
 
-FINAL_RECHECK = 300.0
 WAIT_RECHECK = 5.0
-FSTYPE_PARAMETER = "csi.storage.k8s.io/fstype"
 
 
-class NotYet(SnapshotterError):
+class NotYet(retry.Waiting):
     """A precondition that other controllers will fulfil (a snapshot not ready yet): wait, quietly."""
 
     reason = "WaitingForSnapshot"
-    retryable = True
     default_retry_after = WAIT_RECHECK
 
 
@@ -74,8 +72,10 @@ class Plan:
     source_size_gib: int | None = None
 
 
-def _parameters(storage_class: Body) -> dict[str, str]:
-    return {str(k): str(v) for k, v in (storage_class.get("parameters") or {}).items()}
+def class_parameters(storage_class: Body) -> parameters.StorageClassParameters:
+    """The StorageClass's parameters, parsed by the one parser the CSI controller uses too."""
+    name = (storage_class.get("metadata") or {}).get("name", "")
+    return parameters.parse_storage_class(storage_class.get("parameters"), f"StorageClass {name}")
 
 
 @dataclass(kw_only=True, eq=False)
@@ -95,7 +95,10 @@ class ClaimReconciler(Reconciler):
         if claim is None:
             return None
         meta, spec = claim["metadata"], claim.get("spec") or {}
-        if spec.get("volumeName") or meta.get("deletionTimestamp"):
+        if meta.get("deletionTimestamp"):
+            return await self._deleted_while_provisioning(claim)
+        if spec.get("volumeName"):
+            await self._provisioned(claim)
             return None
         storage_class = await self._storage_class(spec.get("storageClassName") or "")
         if storage_class is None or storage_class.get("provisioner") != self.driver_name:
@@ -105,19 +108,26 @@ class ClaimReconciler(Reconciler):
         ).get("volume.kubernetes.io/selected-node"):
             return None  # the scheduler picks a node first; we are called again then
         pv_name = f"pvc-{meta['uid']}"
-        if await self.api.get(PERSISTENT_VOLUME, pv_name) is not None:
-            return None  # provisioned already; kube-controller-manager binds it
         try:
+            if await self.api.get(PERSISTENT_VOLUME, pv_name) is not None:
+                await self._provisioned(claim)
+                return None  # provisioned already; kube-controller-manager binds it
             plan = await self._plan(claim, storage_class)
+            claim = await self._mark_provisioning(claim, plan.volume)
             volume = await self.azure.create_volume(plan.volume, plan.size_gib, plan.source)
             await self._create_pv(pv_name, claim, storage_class, volume)
-        except NotYet as waiting:
-            await self.recorder.record(claim, NORMAL, waiting.reason, str(waiting))
-            return Requeue(waiting.retry_after)
+            await self._provisioned(claim)
         except SnapshotterError as exc:
-            await self.recorder.record(claim, WARNING, "ProvisioningFailed", f"{exc.reason}: {exc}")
-            metrics.RESTORES.labels(source=_source_kind(claim), outcome=exc.reason).inc()
-            return Requeue(exc.retry_after) if exc.retryable else Requeue(FINAL_RECHECK)
+            waiting = isinstance(exc, retry.Waiting)
+            if not waiting:
+                metrics.RESTORES.labels(source=_source_kind(claim), outcome=exc.reason).inc()
+            return await retry.handle(
+                self.recorder,
+                claim,
+                exc,
+                resource=PERSISTENT_VOLUME_CLAIM.kind,
+                reason=None if waiting else "ProvisioningFailed",
+            )
         metrics.RESTORES.labels(source=_source_kind(claim), outcome="Success").inc()
         await self.recorder.record(
             claim,
@@ -133,6 +143,59 @@ class ClaimReconciler(Reconciler):
                 f"the volume is {volume.size_gib}Gi and the snapshot {plan.source_size_gib}Gi; the file "
                 "system inside is not grown: grow it from the node (for example resize2fs or xfs_growfs)",
             )
+        return None
+
+    # -- crash safety: the claim records the volume being made for it ----------------------
+
+    async def _mark_provisioning(self, claim: Body, volume: VolumeId) -> Body:
+        """Finalizer and volume ID on the claim before the Azure create.
+
+        Elastic SAN volumes carry no tags, and a volume without a claim or PV may be one
+        whose Retain PV was deleted on purpose, so a sweep could not tell an orphan. The
+        claim itself keeps the record instead: deleted mid-provisioning (the operator down or
+        not), it waits for the volume to be deleted.
+        """
+        meta = claim["metadata"]
+        if FIN_CLAIM_PROVISIONING in (meta.get("finalizers") or []):
+            return claim
+        patch = {
+            "metadata": {
+                "finalizers": [*(meta.get("finalizers") or []), FIN_CLAIM_PROVISIONING],
+                "annotations": {ANN_PROVISIONING_VOLUME: volume.arm_id},
+                "resourceVersion": meta.get("resourceVersion"),
+            }
+        }
+        updated = await self.api.patch(PERSISTENT_VOLUME_CLAIM, meta["name"], patch, meta["namespace"])
+        self.claims.apply("MODIFIED", updated)
+        return updated
+
+    async def _provisioned(self, claim: Body) -> None:
+        """The PV exists: it (and the PV's own reclaim policy) now answers for the volume."""
+        if FIN_CLAIM_PROVISIONING in (claim["metadata"].get("finalizers") or []):
+            await self.api.remove_finalizer(PERSISTENT_VOLUME_CLAIM, claim, FIN_CLAIM_PROVISIONING)
+
+    async def _deleted_while_provisioning(self, claim: Body) -> Outcome:
+        meta = claim["metadata"]
+        if FIN_CLAIM_PROVISIONING not in (meta.get("finalizers") or []):
+            return None
+        try:
+            if await self.api.get(PERSISTENT_VOLUME, f"pvc-{meta['uid']}") is None:
+                arm_id = (meta.get("annotations") or {}).get(ANN_PROVISIONING_VOLUME)
+                if arm_id:
+                    volume = VolumeId.parse(str(arm_id), self.subscription)
+                    with contextlib.suppress(NotFound):
+                        # Never with snapshots: a volume that has some was in use after all.
+                        await self.azure.delete_volume(volume, delete_snapshots=False)
+                    await self.recorder.record(
+                        claim,
+                        NORMAL,
+                        "ProvisioningAbandoned",
+                        f"the claim was deleted before its volume was handed over: deleted Elastic SAN "
+                        f"volume {volume.arm_id}",
+                    )
+            await self.api.remove_finalizer(PERSISTENT_VOLUME_CLAIM, claim, FIN_CLAIM_PROVISIONING)
+        except SnapshotterError as exc:
+            return await retry.handle(self.recorder, claim, exc, resource=PERSISTENT_VOLUME_CLAIM.kind)
         return None
 
     async def _storage_class(self, name: str) -> Body | None:
@@ -154,13 +217,20 @@ class ClaimReconciler(Reconciler):
         )
         name = names.volume_name(claim["metadata"]["uid"])
         source = spec.get("dataSourceRef") or spec.get("dataSource")
-        params = _parameters(storage_class)
+        params = class_parameters(storage_class)
+        if params.unknown:
+            message = parameters.unknown_message(
+                params.unknown,
+                parameters.STORAGE_CLASS_KEYS,
+                f"StorageClass {storage_class['metadata']['name']}",
+            )
+            await self.recorder.record(claim, WARNING, "UnknownParameter", message)
         if not source:
             group = self._class_volume_group(params, storage_class)
             if group is None:
                 raise InvalidRequest(
-                    f"StorageClass {storage_class['metadata']['name']} needs parameters {PARAM_ELASTIC_SAN} "
-                    f"(the Elastic SAN's ARM ID) and {PARAM_VOLUME_GROUP} to provision empty volumes"
+                    f"StorageClass {storage_class['metadata']['name']} needs parameters {parameters.ELASTIC_SAN} "
+                    f"(the Elastic SAN's ARM ID) and {parameters.VOLUME_GROUP} to provision empty volumes"
                 )
             size = decisions.check_volume_size(
                 max(decisions.bytes_to_gib(requested), decisions.MIN_VOLUME_GIB)
@@ -217,27 +287,36 @@ class ClaimReconciler(Reconciler):
             raise NotYet(f"VolumeSnapshotContent {content_name} has no snapshot handle yet")
         restore_size = status.get("restoreSize")
         if restore_size is not None and requested < decisions.quantity_to_bytes(restore_size):
+            asked, needed = decisions.sizes_in_one_unit(requested, decisions.quantity_to_bytes(restore_size))
             raise InvalidRequest(
-                f"the claim requests {requested} bytes, less than the restore size {restore_size} of "
+                f"the claim requests {asked}, less than the restore size {needed} of "
                 f"VolumeSnapshot {namespace}/{vs_name}; request at least that much"
             )
         return str(handle), content
 
-    def _class_volume_group(self, params: dict[str, str], storage_class: Body) -> VolumeGroupId | None:
-        san_id, group = params.get(PARAM_ELASTIC_SAN), params.get(PARAM_VOLUME_GROUP)
+    def _class_volume_group(
+        self, params: parameters.StorageClassParameters, storage_class: Body
+    ) -> VolumeGroupId | None:
+        san_id, group = params.elastic_san, params.volume_group
         if not san_id and not group:
             return None
         if not (san_id and group):
             raise InvalidRequest(
-                f"StorageClass {storage_class['metadata']['name']} must set both {PARAM_ELASTIC_SAN} "
-                f"and {PARAM_VOLUME_GROUP}, or neither"
+                f"StorageClass {storage_class['metadata']['name']} must set both {parameters.ELASTIC_SAN} "
+                f"and {parameters.VOLUME_GROUP}, or neither"
             )
-        return ElasticSanId.parse(san_id).volume_group(group)
+        try:
+            return ElasticSanId.parse(san_id).volume_group(group)
+        except InvalidRequest as exc:
+            raise parameters.InvalidParameter(
+                f"StorageClass {storage_class['metadata']['name']} parameters {parameters.ELASTIC_SAN} and "
+                f"{parameters.VOLUME_GROUP}: {exc}"
+            ) from None
 
     async def _plan_from_snapshot(
         self,
         snapshot: SnapshotId,
-        params: dict[str, str],
+        params: parameters.StorageClassParameters,
         storage_class: Body,
         name: str,
         requested: int,
@@ -264,13 +343,18 @@ class ClaimReconciler(Reconciler):
         return Plan(group.volume(name), plan.size_gib, snapshot, requested, info.source_volume_size_gib)
 
     async def _plan_from_disk_snapshot(
-        self, disk: DiskSnapshotId, params: dict[str, str], storage_class: Body, name: str, requested: int
+        self,
+        disk: DiskSnapshotId,
+        params: parameters.StorageClassParameters,
+        storage_class: Body,
+        name: str,
+        requested: int,
     ) -> Plan:
         group = self._class_volume_group(params, storage_class)
         if group is None:
             raise InvalidRequest(
                 f"restoring managed-disk snapshot {disk.arm_id} needs StorageClass parameters "
-                f"{PARAM_ELASTIC_SAN} and {PARAM_VOLUME_GROUP} to say where the new volume goes"
+                f"{parameters.ELASTIC_SAN} and {parameters.VOLUME_GROUP} to say where the new volume goes"
             )
         info = await self.azure.get_disk_snapshot(disk)
         san = await self.azure.get_elastic_san(group.san)
@@ -284,7 +368,7 @@ class ClaimReconciler(Reconciler):
 
     async def _create_pv(self, name: str, claim: Body, storage_class: Body, volume: VolumeInfo) -> None:
         meta, spec = claim["metadata"], claim.get("spec") or {}
-        params = _parameters(storage_class)
+        params = class_parameters(storage_class)
         mode = spec.get("volumeMode") or decisions.FILESYSTEM
         csi: dict[str, Any] = {
             "driver": ISCSI_DRIVER,
@@ -292,7 +376,7 @@ class ClaimReconciler(Reconciler):
             "volumeAttributes": iscsi_attributes(volume),
         }
         if mode == decisions.FILESYSTEM:
-            csi["fsType"] = params.get(FSTYPE_PARAMETER, "ext4")
+            csi["fsType"] = params.fstype
         pv: Body = {
             "apiVersion": "v1",
             "kind": "PersistentVolume",
@@ -373,8 +457,8 @@ class VolumeReleaser(Reconciler):
             volume = VolumeId.parse(spec["csi"]["volumeHandle"], self.subscription)
             snapshots = await self.azure.list_snapshots(volume.volume_group, volume.name)
             snapshots = decisions.snapshots_of(volume, snapshots)
-            params = _parameters(self.storage_classes.get(spec.get("storageClassName") or "") or {})
-            delete_snapshots = params.get(PARAM_DELETE_SNAPSHOTS_WITH_VOLUME, "").lower() == "true"
+            params = class_parameters(self.storage_classes.get(spec.get("storageClassName") or "") or {})
+            delete_snapshots = params.delete_snapshots_with_volume
             if snapshots and not delete_snapshots and self.export_guard is not None:
                 # exportBeforeVolumeDelete: export the snapshots first, then delete them with the volume.
                 verdict = await self.export_guard.before_volume_delete(pv, volume, snapshots, params)
@@ -389,14 +473,13 @@ class VolumeReleaser(Reconciler):
                     "VolumeHasSnapshots",
                     f"Elastic SAN volume {volume.arm_id} is kept because deleting it would delete its "
                     f"{len(snapshots)} snapshot(s): {listed}. Delete those VolumeSnapshots first, or set "
-                    f'StorageClass parameter {PARAM_DELETE_SNAPSHOTS_WITH_VOLUME}: "true"',
+                    f'StorageClass parameter {parameters.DELETE_SNAPSHOTS_WITH_VOLUME}: "true"',
                 )
-                return Requeue(FINAL_RECHECK)
+                return Requeue(retry.FINAL_RECHECK)
             with contextlib.suppress(NotFound):
                 await self.azure.delete_volume(volume, delete_snapshots=bool(snapshots))
         except SnapshotterError as exc:
-            await self.recorder.error(pv, exc)
-            return Requeue(exc.retry_after if exc.retryable else FINAL_RECHECK)
+            return await retry.handle(self.recorder, pv, exc, resource=PERSISTENT_VOLUME.kind)
         await self.recorder.record(pv, NORMAL, "VolumeDeleted", f"deleted Elastic SAN volume {volume.arm_id}")
         await self.api.remove_finalizer(PERSISTENT_VOLUME, pv, FIN_VOLUME)
         await self.api.delete(PERSISTENT_VOLUME, meta["name"], uid=meta.get("uid"))

@@ -43,6 +43,7 @@ PERSISTENT_VOLUME = Resource("", "v1", "persistentvolumes", "PersistentVolume", 
 PERSISTENT_VOLUME_CLAIM = Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True)
 STORAGE_CLASS = Resource("storage.k8s.io", "v1", "storageclasses", "StorageClass", False)
 EVENT = Resource("", "v1", "events", "Event", True)
+LEASE = Resource("coordination.k8s.io", "v1", "leases", "Lease", True)
 SNAPSHOT_EXPORT = Resource(
     OUR_GROUP, "v1alpha1", "elasticsansnapshotexports", "ElasticSanSnapshotExport", True
 )
@@ -62,11 +63,9 @@ ANN_PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
 ANN_VOLUME_ID = f"{DRIVER_NAME}/volume-id"
 FIN_VOLUME = f"{DRIVER_NAME}/volume-protection"
 FIN_EXPORT_SOURCE = f"{DRIVER_NAME}/export-source-protection"
+FIN_CLAIM_PROVISIONING = f"{DRIVER_NAME}/provisioning-protection"
+"""On a claim from just before its Azure volume is created until its PV exists."""
+ANN_PROVISIONING_VOLUME = f"{DRIVER_NAME}/provisioning-volume-id"
+"""On a claim being provisioned: the ARM ID of the volume made for it."""
 
 ISCSI_DRIVER = "iscsi.csi.k8s.io"
-
-# StorageClass / VolumeSnapshotClass parameters.
-PARAM_ELASTIC_SAN = "elasticSanId"
-PARAM_VOLUME_GROUP = "volumeGroup"
-PARAM_DELETE_SNAPSHOTS_WITH_VOLUME = "deleteSnapshotsWithVolume"
-PARAM_EXPORT_BEFORE_VOLUME_DELETE = "exportBeforeVolumeDelete"

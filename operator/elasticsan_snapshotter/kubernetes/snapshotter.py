@@ -21,16 +21,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 from elasticsan_snapshotter import metrics
-from elasticsan_snapshotter.domain import decisions, names
-from elasticsan_snapshotter.domain.errors import InvalidRequest, NotFound, SnapshotterError
+from elasticsan_snapshotter.domain import decisions, names, parameters
+from elasticsan_snapshotter.domain.errors import InvalidRequest, NotFound, SnapshotterError, bounded
 from elasticsan_snapshotter.domain.identity import DiskSnapshotId, SnapshotId, VolumeId, parse_snapshot_handle
 from elasticsan_snapshotter.domain.mapping import SanIndex, volume_of
+from elasticsan_snapshotter.domain.ports import SnapshotInfo
+from elasticsan_snapshotter.kubernetes import retry
 from elasticsan_snapshotter.kubernetes.api import Body
+from elasticsan_snapshotter.kubernetes.events import NORMAL, WARNING
 from elasticsan_snapshotter.kubernetes.reconciler import Reconciler
 from elasticsan_snapshotter.kubernetes.resources import (
     ANN_BEING_CREATED,
     ANN_BEING_DELETED,
     FIN_CONTENT_BOUND,
+    SNAPSHOT_EXPORT,
+    SNAPSHOT_GROUP,
     VOLUME_SNAPSHOT_CONTENT,
 )
 from elasticsan_snapshotter.kubernetes.stores import PersistentVolumes, Store
@@ -38,8 +43,30 @@ from elasticsan_snapshotter.kubernetes.workqueue import Outcome, Requeue
 
 logger = logging.getLogger(__name__)
 
-FINAL_RECHECK = 300.0
-"""A content with a final error is looked at again this often, in case its cause was fixed."""
+EXPORT_WAIT = 10.0
+"""A deleted content whose snapshot an export still reads is looked at again this often."""
+
+
+def _snapshot_of(content: Body) -> Body:
+    """The bound VolumeSnapshot, as far as an Event about it needs: users look there, not at contents."""
+    ref = (content.get("spec") or {}).get("volumeSnapshotRef") or {}
+    return {
+        "apiVersion": f"{SNAPSHOT_GROUP}/v1",
+        "kind": "VolumeSnapshot",
+        "metadata": {k: ref.get(k) for k in ("name", "namespace", "uid")},
+    }
+
+
+def _finished(info: SnapshotInfo) -> bool:
+    try:
+        return decisions.snapshot_ready(info)
+    except SnapshotterError:
+        return True  # failed for good: nothing is running any more
+
+
+def _is_ready(body: Body) -> bool:
+    status = body.get("status") or {}
+    return bool(status.get("readyToUse") and status.get("snapshotHandle"))
 
 
 @dataclass(frozen=True)
@@ -55,6 +82,10 @@ class ContentReconciler(Reconciler):
     index: SanIndex
     contents: Store
     volumes: PersistentVolumes
+    exports: Store | None = None
+    snapshot_classes: Store | None = None
+    """ElasticSanSnapshotExports: deletion of a snapshot waits while one of them copies it."""
+    _exports_listed: bool = False
 
     def is_ours(self, body: Body) -> bool:
         spec = body.get("spec") or {}
@@ -79,14 +110,19 @@ class ContentReconciler(Reconciler):
     # -- dynamic snapshots -------------------------------------------------------
 
     async def _create(self, body: Body) -> Outcome:
-        status = body.get("status") or {}
-        if status.get("readyToUse") and status.get("snapshotHandle"):
+        if _is_ready(body):
+            # A crash between the ready write and the removal leaves the annotation behind;
+            # every look at a ready content (start-up included) takes it off.
+            await self._set_being_created(body, False)
             return None
         uid = ((body["spec"].get("volumeSnapshotRef") or {}).get("uid")) or ""
         if not uid:
             return None  # snapshot-controller always binds dynamic contents; nothing to do yet
+        await self._check_class(body)
         volume = await self._source_volume(body["spec"]["source"]["volumeHandle"])
         snapshot = volume.volume_group.snapshot(names.snapshot_name(uid))
+        # Set once per create attempt and kept while Azure is still creating: re-polls of an
+        # unready snapshot write nothing, and never reopen the window between set and removal.
         await self._set_being_created(body, True)
         started = time.monotonic()
         info = await self.azure.create_snapshot(snapshot, volume)
@@ -98,7 +134,8 @@ class ContentReconciler(Reconciler):
             ready=ready,
         )
         await self._write_status(body, state)
-        await self._set_being_created(body, False)
+        if ready:
+            await self._set_being_created(body, False)
         logger.info(
             "snapshot %s of %s for VolumeSnapshotContent %s: %s in %.1fs",
             snapshot.name,
@@ -112,6 +149,18 @@ class ContentReconciler(Reconciler):
             metrics.observe_ready(body)
             return None
         return Requeue()
+
+    async def _check_class(self, body: Body) -> None:
+        """The class's parameters, by the one parser: a bad value is final, an unknown key a Warning."""
+        name = body["spec"].get("volumeSnapshotClassName")
+        found = self.snapshot_classes.get(str(name)) if name and self.snapshot_classes is not None else None
+        if found is None:
+            return
+        what = f"VolumeSnapshotClass {name}"
+        parsed = parameters.parse_snapshot_class(found.get("parameters"), what)
+        if parsed.unknown:
+            message = parameters.unknown_message(parsed.unknown, parameters.SNAPSHOT_CLASS_KEYS, what)
+            await self.recorder.record(_snapshot_of(body), WARNING, "UnknownParameter", message)
 
     async def _source_volume(self, volume_handle: str) -> VolumeId:
         pv = await self.volumes.by_volume_handle(volume_handle)
@@ -167,15 +216,68 @@ class ContentReconciler(Reconciler):
         )
         if not should_delete:
             if FIN_CONTENT_BOUND in (meta.get("finalizers") or []) and ANN_BEING_CREATED in annotations:
-                return Requeue()  # a create is (or was) in flight; deletion waits for it
+                return await self._settle_create(body)
             return None
         if spec.get("deletionPolicy") == "Delete":
             target = await self._snapshot_to_delete(body)
             if target is not None:
+                readers = await self._exports_reading(target)
+                if readers:
+                    await self.recorder.record(
+                        body,
+                        NORMAL,
+                        "WaitingForExport",
+                        f"Elastic SAN snapshot {target.arm_id} is deleted once the export(s) reading it "
+                        f"finish: {', '.join(readers)}",
+                    )
+                    return Requeue(EXPORT_WAIT)
                 await self._delete_in_azure(target)
                 metrics.SNAPSHOTS_DELETED.inc()
         await self.api.remove_finalizer(VOLUME_SNAPSHOT_CONTENT, body, FIN_CONTENT_BOUND)
         return None
+
+    async def _settle_create(self, body: Body) -> Outcome:
+        """Finish or abandon the create a deleted content still marks, as the sidecar does.
+
+        Only a snapshot Azure is still creating makes deletion wait (deleting it then could
+        leave it behind); a finished one is deleted next, and a create that never reached
+        Azure is abandoned. Either way the annotation comes off, so deletion proceeds.
+        """
+        if not _is_ready(body):
+            target = await self._snapshot_to_delete(body)
+            if isinstance(target, SnapshotId):
+                try:
+                    info = await self.azure.get_snapshot(target)
+                except NotFound:
+                    info = None
+                if info is not None and not _finished(info):
+                    return Requeue()
+        await self._set_being_created(body, False)
+        return await self._delete(body)
+
+    async def _exports_reading(self, target: SnapshotId | DiskSnapshotId) -> list[str]:
+        """Unfinished exports copying from ``target``: deleting it now would break their copy."""
+        if self.exports is None or not isinstance(target, SnapshotId):
+            return []
+        if not self._exports_listed:
+            # At start-up the exports' watch may not have caught up with the contents' one.
+            for export in await self.api.list(SNAPSHOT_EXPORT):
+                self.exports.apply("ADDED", export)
+            self._exports_listed = True
+        readers = []
+        for export in self.exports:
+            status = export.get("status") or {}
+            source = status.get("sourceSnapshotId")
+            if not source or status.get("phase") in ("Succeeded", "Failed"):
+                continue
+            try:
+                if SnapshotId.parse(str(source), self.subscription) != target:
+                    continue
+            except InvalidRequest:
+                continue
+            meta = export.get("metadata") or {}
+            readers.append(f"{meta.get('namespace')}/{meta.get('name')}")
+        return sorted(readers)
 
     async def _snapshot_to_delete(self, body: Body) -> SnapshotId | DiskSnapshotId | None:
         spec = body["spec"]
@@ -247,19 +349,27 @@ class ContentReconciler(Reconciler):
             self.contents.apply("MODIFIED", updated)
 
     async def _failed(self, body: Body, error: SnapshotterError) -> Outcome:
-        await self.recorder.error(body, error)
-        if error.retryable:
-            return Requeue(error.retry_after) if error.retry_after else Requeue()
-        metrics.SNAPSHOTS_FAILED.labels(reason=error.reason).inc()
-        if not (body.get("metadata") or {}).get("deletionTimestamp"):
-            current = body.get("status") or {}
-            if (current.get("error") or {}).get("message") != str(error):
-                stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-                patch = {"status": {"readyToUse": False, "error": {"time": stamp, "message": str(error)}}}
-                updated = await self.api.patch(
-                    VOLUME_SNAPSHOT_CONTENT, body["metadata"]["name"], patch, subresource="status"
-                )
-                self._remember(updated)
-                body = updated or body
-            await self._set_being_created(body, False)
-        return Requeue(FINAL_RECHECK)
+        if error.final:
+            metrics.SNAPSHOTS_FAILED.labels(reason=error.reason).inc()
+        deleting = bool((body.get("metadata") or {}).get("deletionTimestamp"))
+        return await retry.handle(
+            self.recorder,
+            body,
+            error,
+            resource=VOLUME_SNAPSHOT_CONTENT.kind,
+            write_final=None if deleting else lambda e: self._write_final_error(body, e),
+        )
+
+    async def _write_final_error(self, body: Body, error: SnapshotterError) -> None:
+        """``status.error`` (final errors only: Velero fails a backup on it at once), then the create is over."""
+        current = body.get("status") or {}
+        message = bounded(str(error))
+        if (current.get("error") or {}).get("message") != message:
+            stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            patch = {"status": {"readyToUse": False, "error": {"time": stamp, "message": message}}}
+            updated = await self.api.patch(
+                VOLUME_SNAPSHOT_CONTENT, body["metadata"]["name"], patch, subresource="status"
+            )
+            self._remember(updated)
+            body = updated or body
+        await self._set_being_created(body, False)

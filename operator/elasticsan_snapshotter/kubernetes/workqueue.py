@@ -20,9 +20,13 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Requeue:
-    """Reconcile again later: after ``after`` seconds, or after the key's backoff if None."""
+    """Reconcile again later: after ``after`` seconds, or after the key's backoff if None.
+
+    ``minimum`` bounds the backoff from below (a ``Retry-After``, the next pacing slot).
+    """
 
     after: float | None = None
+    minimum: float = 0.0
 
 
 DONE = None
@@ -128,7 +132,10 @@ class WorkQueue:
             if outcome is None:
                 self._attempts.pop(key, None)
             else:
-                self.add_after(key, outcome.after if outcome.after is not None else self.backoff(key))
+                delay = (
+                    outcome.after if outcome.after is not None else max(self.backoff(key), outcome.minimum)
+                )
+                self.add_after(key, delay)
             if key in self._dirty:
                 self._dirty.discard(key)
                 self.add(key)

@@ -44,7 +44,7 @@ NEEDED: dict[tuple[str, str], set[str]] = {
     ("volumesnapshots.snapshot.storage.k8s.io", ""): {"get", "list", "watch", "patch"},
     ("storageclasses.storage.k8s.io", ""): {"get", "list", "watch"},
     ("persistentvolumes", ""): {"get", "list", "watch", "create", "patch", "delete"},
-    ("persistentvolumeclaims", ""): {"get", "list", "watch"},
+    ("persistentvolumeclaims", ""): {"get", "list", "watch", "patch"},
     ("events", ""): {"create"},
     ("elasticsansnapshotexports.elasticsan.snapshotter.dev", ""): {"get", "list", "watch", "create", "patch"},
     ("elasticsansnapshotexports.elasticsan.snapshotter.dev/status", ""): {"patch"},
@@ -129,6 +129,9 @@ def run_scenario(
         demo_san.arm_id(info.subscription_id),
         ESS_STANDALONE="false",
         ESS_PEERING_NAME=installed.peering,
+        # As the Deployment sets them: the Lease is named after the release, in its namespace.
+        ESS_LEASE_NAME=installed.peering,
+        ESS_LEASE_NAMESPACE=installed.namespace,
     )
     operator = OperatorProcess(env, workdir / "operator.log")
     iqn, portal, _ = volume_target(info, demo_san)
@@ -137,16 +140,17 @@ def run_scenario(
     walk.install_classes()
     operator.start()
     try:
-        # Kopf recorded this replica in the peering object: the peering rules work.
-        custom: Any = k8s.CustomObjectsApi(api)
+        # The replica holds the release's Lease: the leader-election rules work.
+        coordination: Any = k8s.CoordinationV1Api(api)
 
-        def peered() -> dict[str, Any] | None:
-            found: dict[str, Any] = custom.get_cluster_custom_object(
-                "kopf.dev", "v1", "clusterkopfpeerings", installed.peering
-            )
-            return found if found.get("status") else None
+        def leading() -> bool:
+            try:
+                lease = coordination.read_namespaced_lease(installed.peering, installed.namespace)
+            except k8s.ApiException:
+                return False
+            return bool(lease.spec.holder_identity)
 
-        wait_for(f"peering {installed.peering} to list the operator", peered, timeout=60.0)
+        wait_for(f"the operator to hold Lease {installed.peering}", leading, timeout=60.0)
         walk.static_volume()
         vs = walk.snapshot()
         content = walk.content_of(vs)

@@ -228,7 +228,7 @@ def unique_name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def static_claim(kube: Kube, namespace: str, volume: Any, storage_class: str) -> str:
+def static_claim(kube: Kube, namespace: str, volume: Any, storage_class: str, claim: str = "data") -> str:
     """An existing Elastic SAN volume as users attach it today: a static iSCSI PV and a claim."""
     target = volume.storage_target
     pv = unique_name("esan-pv")
@@ -238,8 +238,8 @@ def static_claim(kube: Kube, namespace: str, volume: Any, storage_class: str) ->
         iqn=target.target_iqn,
         portal=f"{target.target_portal_hostname}:{target.target_portal_port}",
     )
-    kube.create_claim(namespace, "data", storage_class, volume_name=pv)
-    kube.wait_claim_bound(namespace, "data")
+    kube.create_claim(namespace, claim, storage_class, volume_name=pv)
+    kube.wait_claim_bound(namespace, claim)
     return pv
 
 

@@ -41,6 +41,7 @@ from elasticsan_snapshotter.domain.errors import (
     SnapshotterError,
     Throttled,
     Transient,
+    Unauthenticated,
 )
 
 pytestmark = pytest.mark.unit
@@ -142,13 +143,22 @@ def test_sdk_subclasses_keep_their_meaning() -> None:
     assert type(translate(arm_error(404, "ResourceNotFound", cls=ResourceNotFoundError))) is NotFound
     assert type(translate(arm_error(409, "ResourceExists", cls=ResourceExistsError))) is AlreadyExists
     assert type(translate(arm_error(401, "InvalidAuthenticationToken", cls=ClientAuthenticationError))) is (
-        Forbidden
+        Unauthenticated
     )
 
 
-def test_credential_failures_are_forbidden() -> None:
-    assert type(translate(CredentialUnavailableError("no identity configured"))) is Forbidden
-    assert type(translate(ClientAuthenticationError("token request failed"))) is Forbidden
+def test_credential_failures_are_retryable_not_an_objects_final_error() -> None:
+    # A rotated secret or a refreshed federated token fixes them; no content should carry them.
+    for exc in (
+        CredentialUnavailableError("no identity configured"),
+        ClientAuthenticationError("token request failed"),
+        arm_error(401, None),
+        arm_error(401, "ExpiredAuthenticationToken"),
+    ):
+        error = translate(exc)
+        assert type(error) is Unauthenticated
+        assert error.retryable
+    assert type(translate(arm_error(403, "AuthorizationFailed"))) is Forbidden
 
 
 @pytest.mark.parametrize(

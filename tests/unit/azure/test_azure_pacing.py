@@ -174,3 +174,26 @@ async def test_concurrency_cap_holds_calls_back() -> None:
 def test_pacing_config_rejects_nonsense(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError, match=r"must|needs"):
         PacingConfig(**kwargs)  # type: ignore[arg-type]
+
+
+async def test_the_processes_never_sleep_for_a_volumes_snapshot_pace() -> None:
+    """A burst on one volume must not hold a reconcile worker (or a gRPC call) for minutes.
+
+    The operator's and the CSI controller's Azure settings turn a full window into
+    ``Throttled`` with the wait, which the reconciler turns into a requeue after it.
+    """
+    from elasticsan_snapshotter.settings import Settings
+    from elasticsan_snapshotter.wiring import azure_config
+
+    clock = Clock()
+    config = azure_config(Settings(subscription_id="00000000-0000-0000-0000-000000000001")).pacing
+    pacing = Pacing(config, clock=clock, sleep=clock.sleep)
+    for _ in range(config.snapshots_per_volume):
+        await pacing.before_snapshot(VOLUME)
+    with pytest.raises(Throttled) as caught:
+        await pacing.before_snapshot(VOLUME)
+    assert caught.value.retry_after == pytest.approx(config.snapshot_window_seconds + 1.0)
+    assert clock.slept == []
+    clock.now += config.snapshot_window_seconds + 1.0
+    await pacing.before_snapshot(VOLUME)  # the slot the requeue waited for
+    assert clock.slept == []

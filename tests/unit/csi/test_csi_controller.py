@@ -337,3 +337,21 @@ async def test_other_rpcs_are_unimplemented(plugin: Plugin) -> None:
     ]
     for call in calls:
         assert await code_of(call) == Code.UNIMPLEMENTED
+
+
+async def test_the_example_storage_class_is_accepted_as_it_is_written(plugin: Plugin) -> None:
+    """The operator's and the CSI controller's classes are one set of manifests."""
+    from pathlib import Path
+
+    import yaml
+
+    example = yaml.safe_load((Path(__file__).parents[3] / "examples" / "storageclass.yaml").read_text())
+    params = {str(k): str(v) for k, v in example["parameters"].items()}
+    params["elasticSanId"] = GROUP.san.arm_id  # the example's SAN is a placeholder
+    params["volumeGroup"] = GROUP.name
+    params.pop("csi.storage.k8s.io/fstype")  # csi-provisioner takes it out of the parameters
+    request = pb.CreateVolumeRequest(
+        name="from-example", volume_capabilities=[capability()], parameters=params
+    )
+    created = await plugin.controller.CreateVolume(request)
+    assert VolumeId.parse(created.volume.volume_id, SUBSCRIPTION).volume_group == GROUP

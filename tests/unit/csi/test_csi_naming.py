@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from elasticsan_snapshotter.csi.naming import check_parameters, snapshot_name, volume_name
+from elasticsan_snapshotter.csi.naming import snapshot_name, volume_name
 from elasticsan_snapshotter.domain.errors import InvalidRequest
 from elasticsan_snapshotter.domain.identity import CSI_MAX_BYTES, ElasticSanId, VolumeId
 from elasticsan_snapshotter.domain.names import SNAPSHOT_NAME, VOLUME_NAME
@@ -35,13 +35,6 @@ def test_names_that_fold_alike_stay_apart() -> None:
 def test_an_empty_name_is_refused() -> None:
     with pytest.raises(InvalidRequest, match="name is required"):
         volume_name("")
-
-
-def test_parameters_unknown_keys_are_refused_and_sidecar_keys_ignored() -> None:
-    params = {"volumeGroup": "vg1", "csi.storage.k8s.io/pvc/name": "data"}
-    assert check_parameters(params, frozenset({"volumeGroup"}), "volume") == {"volumeGroup": "vg1"}
-    with pytest.raises(InvalidRequest, match="volumegroup"):
-        check_parameters({"volumegroup": "vg1"}, frozenset({"volumeGroup"}), "volume")
 
 
 def test_handles_fit_the_csi_limit_or_are_refused() -> None:

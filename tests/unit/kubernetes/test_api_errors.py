@@ -31,12 +31,7 @@ def status(reason: str, message: str = "m") -> str:
         (403, status("Forbidden"), "PATCH", Forbidden),
         (422, status("Invalid"), "POST", InvalidRequest),
         (400, status("BadRequest"), "POST", InvalidRequest),
-        (
-            400,
-            status("BadRequest", "the server rejected our request due to an error in our request"),
-            "PATCH",
-            Conflict,
-        ),
+        (400, status("BadRequest"), "PATCH", InvalidRequest),
         (500, "not json", "GET", Transient),
         (503, status("ServiceUnavailable"), "GET", Transient),
     ],
@@ -51,3 +46,19 @@ def test_throttling_carries_retry_after() -> None:
     assert isinstance(error, Throttled)
     assert error.retry_after == 7.0
     assert error.retryable
+
+
+def test_a_json_patch_that_no_longer_applies_is_a_conflict_and_other_422s_are_not() -> None:
+    failed_test = json.dumps(
+        {
+            "kind": "Status",
+            "reason": "Invalid",
+            "message": "the server rejected our request due to an error in our request",
+            "details": {
+                "causes": [{"reason": "UnexpectedServerResponse", "message": "testing value failed"}]
+            },
+        }
+    )
+    assert type(_translate(422, failed_test, "PATCH", "/x", None, json_patch=True)) is Conflict
+    assert type(_translate(422, failed_test, "PATCH", "/x", None)) is InvalidRequest
+    assert type(_translate(422, status("Invalid"), "PATCH", "/x", None, json_patch=True)) is InvalidRequest

@@ -9,6 +9,7 @@ import pytest
 from elasticsan_snapshotter.domain.decisions import SnapshotFailed
 from elasticsan_snapshotter.domain.errors import InvalidRequest
 from elasticsan_snapshotter.domain.identity import DiskSnapshotId, ElasticSanId, VolumeGroupId, VolumeId
+from elasticsan_snapshotter.domain.parameters import parse_storage_class
 from elasticsan_snapshotter.domain.ports import DiskSnapshotInfo, SnapshotInfo
 from elasticsan_snapshotter.kubernetes.exporter import (
     ExportGuard,
@@ -185,7 +186,7 @@ def test_guard_coverage_from_the_storage_class_or_the_snapshot_class() -> None:
         source_volume_size_gib=10,
         provisioning_state="Succeeded",
     )
-    assert guard.covered(taken, {})
-    assert not guard.covered(other, {})
-    assert guard.covered(other, {"exportBeforeVolumeDelete": "True"})
-    assert not guard.covered(other, {"exportBeforeVolumeDelete": "false"})
+    assert guard.covered(taken, parse_storage_class({}))
+    assert not guard.covered(other, parse_storage_class({}))
+    assert guard.covered(other, parse_storage_class({"exportBeforeVolumeDelete": "True"}))
+    assert not guard.covered(other, parse_storage_class({"exportBeforeVolumeDelete": "false"}))
