@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: test lint binaries cluster install stubs demo
+.PHONY: test test-fast lint binaries cluster install stubs demo
 
 install: $(VENV)/.installed
 
@@ -28,8 +28,13 @@ lint: install stubs
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# Coverage of domain/, azure/ and kubernetes/ (pyproject.toml [tool.coverage]) is printed at the end.
 test: lint binaries
-	$(BIN)/pytest -v -p no:cacheprovider --durations=20 $(PYTEST_ARGS)
+	$(BIN)/pytest -v -p no:cacheprovider --durations=20 --cov --cov-report=term $(PYTEST_ARGS)
+
+# The edit loop: lint, unit tests and the Azure port contract (the fake and the emulator; no control plane).
+test-fast: lint
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit tests/contract $(PYTEST_ARGS)
 
 cluster: install binaries
 	$(BIN)/python -m elasticsan_snapshotter.local_cluster
