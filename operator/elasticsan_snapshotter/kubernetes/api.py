@@ -98,8 +98,8 @@ class KubeApi:
                 async with session.request(
                     method, self._server + path, data=data, params=params, headers=headers
                 ) as resp:
-                    if resp.status == 401 and attempt == 1:
-                        continue  # credentials rotated (projected tokens): log in again once
+                    if resp.status == 401:
+                        continue  # credentials rotated (projected tokens): log in again once, then Forbidden
                     text = await resp.text()
                     if resp.status >= 400:
                         raise _translate(resp.status, text, method, path, resp.headers.get("Retry-After"))
