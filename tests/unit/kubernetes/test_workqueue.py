@@ -16,6 +16,16 @@ async def until(condition: Callable[[], bool]) -> None:
             await asyncio.sleep(0.01)
 
 
+class Runs:
+    """A reconcile that only counts its runs."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def reconcile(self, key: str) -> None:
+        self.count += 1
+
+
 async def test_a_key_added_while_processing_runs_again_but_never_concurrently() -> None:
     running: set[str] = set()
     overlaps: list[str] = []
@@ -84,18 +94,13 @@ async def test_an_unexpected_exception_is_retried_with_backoff() -> None:
 
 
 async def test_an_earlier_wake_up_wins() -> None:
-    runs = 0
-
-    async def reconcile(key: str) -> None:
-        nonlocal runs
-        runs += 1
-
-    queue = WorkQueue("t", reconcile)
+    runs = Runs()
+    queue = WorkQueue("t", runs.reconcile)
     queue.start()
     queue.add_after("x", 10.0)
     queue.add_after("x", 0.02)
     assert queue.pending == 1
-    await until(lambda: runs == 1)
+    await until(lambda: runs.count == 1)
     await queue.stop()
     assert queue.pending == 0
 
@@ -151,30 +156,20 @@ async def test_keys_run_in_parallel_up_to_the_worker_count() -> None:
 
 
 async def test_an_add_runs_now_instead_of_at_the_scheduled_time() -> None:
-    runs = 0
-
-    async def reconcile(key: str) -> None:
-        nonlocal runs
-        runs += 1
-
-    queue = WorkQueue("t", reconcile)
+    runs = Runs()
+    queue = WorkQueue("t", runs.reconcile)
     queue.start()
     queue.add_after("x", 30.0)
     queue.add("x")  # a watch event arrived: no need to wait for the timer
-    await until(lambda: runs == 1)
+    await until(lambda: runs.count == 1)
     await asyncio.sleep(0.02)
     assert queue.pending == 0
     await queue.stop()
 
 
 async def test_forget_and_stop_drop_scheduled_wake_ups() -> None:
-    runs = 0
-
-    async def reconcile(key: str) -> None:
-        nonlocal runs
-        runs += 1
-
-    queue = WorkQueue("t", reconcile)
+    runs = Runs()
+    queue = WorkQueue("t", runs.reconcile)
     queue.start()
     queue.add_after("gone", 0.02)
     queue.forget("gone")
@@ -183,4 +178,4 @@ async def test_forget_and_stop_drop_scheduled_wake_ups() -> None:
     await queue.stop()
     assert queue.pending == 0
     await asyncio.sleep(0.05)
-    assert runs == 0
+    assert runs.count == 0
