@@ -12,7 +12,7 @@ from elasticsan_snapshotter.emulator.process import EmulatorProcess
 
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
-    process = start_emulator(tmp_path_factory.mktemp("contract-emulator"), "--snapshot-rate-limit", "1000")
+    process = start_emulator(tmp_path_factory.mktemp("contract-emulator"))
     try:
         yield process
     finally:

@@ -21,6 +21,7 @@ from pathlib import Path
 from elasticsan_snapshotter.azure.client import ElasticSanAzure
 from elasticsan_snapshotter.azure.config import AzureConfig, PacingConfig, RetryConfig
 from elasticsan_snapshotter.azure.fake import InMemoryAzure, ManualClock
+from elasticsan_snapshotter.domain.decisions import SNAPSHOT_RATE_LIMIT
 from elasticsan_snapshotter.domain.errors import Forbidden, Throttled, Transient
 from elasticsan_snapshotter.domain.identity import ElasticSanId, SnapshotId, VolumeGroupId, VolumeId
 from elasticsan_snapshotter.domain.ports import AzurePort
@@ -34,6 +35,9 @@ EMULATOR_SNAPSHOT_LIMIT = 3
 """The emulator runs with a low per-volume snapshot maximum, so reaching it takes 3 creates, not 200."""
 RETRY_STATUS = 3
 """azure-core retries a 429/5xx this many times before the adapter sees it."""
+EMULATOR_SNAPSHOT_RATE = 4
+"""New snapshots per volume per 5 minutes at the emulator, and the adapter's pace to match: more than
+the snapshot maximum, so filling a volume is never throttled."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,8 @@ class Backend(ABC):
     port: AzurePort
     subscription: str
     snapshot_limit: int
+    snapshot_rate: int
+    """New snapshots per volume the service takes in 5 minutes."""
 
     def san(self, name: str = "contract") -> ElasticSanId:
         return ElasticSanId(self.subscription, "rg", name)
@@ -117,6 +123,14 @@ class Backend(ABC):
         """The next ``times`` volume GETs are answered with ``status``."""
 
     @abstractmethod
+    async def throttled_snapshot_puts(self) -> int:
+        """Snapshot PUTs answered 429 since the test began, retried ones included."""
+
+    @abstractmethod
+    async def failed_volume_reads(self, status: int) -> int:
+        """Volume GETs answered with ``status`` since the test began, retried ones included."""
+
+    @abstractmethod
     def read_only_port(self) -> AbstractAsyncContextManager[AzurePort]:
         """A port whose identity may read but not write."""
 
@@ -129,6 +143,7 @@ class FakeBackend(Backend):
         self.fake = InMemoryAzure(clock=self.clock, export_seconds=EXPORT_SECONDS, default_location=LOCATION)
         self.port = self.fake
         self.snapshot_limit = 200
+        self.snapshot_rate = SNAPSHOT_RATE_LIMIT
         for san in LAYOUT:
             info = self.fake.add_elastic_san(
                 self.san(san.name), location=san.location, base_size_tib=san.base_tib
@@ -148,18 +163,20 @@ class FakeBackend(Backend):
             self.fake.add_snapshot(self.new_snapshot(volume), volume)
 
     async def throttle_snapshot_puts(self, storm: int) -> None:
-        # The fake has no SDK underneath: a port call absorbs up to RETRY_STATUS answers and
-        # fails on the next, so only every (RETRY_STATUS + 1)-th of them reaches the caller.
-        surfaced = storm // (RETRY_STATUS + 1)
-        if surfaced:
-            self.fake.fail_next(
-                "create_snapshot", Throttled("injected 429 storm", retry_after=1.0), times=surfaced
-            )
+        # The fake has no SDK underneath; it absorbs RETRY_STATUS failed answers per call as azure-core does.
+        throttled = Throttled("injected 429 storm", retry_after=1.0)
+        self.fake.fail_answers("create_snapshot", throttled, answers=storm, retries=RETRY_STATUS)
 
     async def fail_reads_of_volumes(self, status: int, times: int) -> None:
-        surfaced = times // (RETRY_STATUS + 1)
-        if surfaced:
-            self.fake.fail_next("get_volume", Transient(f"injected {status}"), times=surfaced)
+        self.fake.fail_answers(
+            "get_volume", Transient(f"injected {status}"), answers=times, retries=RETRY_STATUS
+        )
+
+    async def throttled_snapshot_puts(self) -> int:
+        return self.fake.failed_answers["create_snapshot"]
+
+    async def failed_volume_reads(self, status: int) -> int:
+        return self.fake.failed_answers["get_volume"]  # the fake has no status codes, only the error
 
     @asynccontextmanager
     async def read_only_port(self) -> AsyncIterator[AzurePort]:
@@ -187,8 +204,14 @@ def emulator_config(
         polling_interval=0.2,
         retry=RetryConfig(status=RETRY_STATUS, backoff_factor=0.05, backoff_max=1.0),
         max_snapshots_per_volume=EMULATOR_SNAPSHOT_LIMIT,
+        # The per-volume snapshot pace of the service; breaking it fails at once (no 5-minute wait).
         pacing=pacing
-        or PacingConfig(snapshots_per_volume=1000, write_rate_per_second=100.0, write_burst=100),
+        or PacingConfig(
+            snapshots_per_volume=EMULATOR_SNAPSHOT_RATE,
+            max_snapshot_queue_seconds=0.0,
+            write_rate_per_second=100.0,
+            write_burst=100,
+        ),
     )
 
 
@@ -201,6 +224,7 @@ class EmulatorBackend(Backend):
         self.adapter = ElasticSanAzure(emulator_config(self.info))
         self.port = self.adapter
         self.snapshot_limit = EMULATOR_SNAPSHOT_LIMIT
+        self.snapshot_rate = EMULATOR_SNAPSHOT_RATE
 
     async def admin_call(self, name: str, *args: object, **kwargs: object) -> object:
         # The admin client is synchronous (urllib); keep the event loop free while it runs.
@@ -229,6 +253,12 @@ class EmulatorBackend(Backend):
     async def fail_reads_of_volumes(self, status: int, times: int) -> None:
         await self.admin_call("set_faults", f"get:volumes:{status}:1.0:{times}")
 
+    async def throttled_snapshot_puts(self) -> int:
+        return await self.count(method="PUT", kind="volumeSnapshots", status=429)
+
+    async def failed_volume_reads(self, status: int) -> int:
+        return await self.count(method="GET", kind="volumes", status=status)
+
     @asynccontextmanager
     async def read_only_port(self) -> AsyncIterator[AzurePort]:
         reader = ElasticSanAzure(emulator_config(self.info, reader=True))
@@ -256,6 +286,8 @@ def start_emulator(state_dir: Path, *extra: str) -> EmulatorProcess:
             str(EXPORT_SECONDS),
             "--max-snapshots-per-volume",
             str(EMULATOR_SNAPSHOT_LIMIT),
+            "--snapshot-rate-limit",
+            str(EMULATOR_SNAPSHOT_RATE),
             *extra,
         ],
     )

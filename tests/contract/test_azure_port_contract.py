@@ -25,7 +25,7 @@ from contract_backends import (
 from elasticsan_snapshotter import metrics
 from elasticsan_snapshotter.azure.client import ElasticSanAzure
 from elasticsan_snapshotter.azure.config import PacingConfig
-from elasticsan_snapshotter.domain.decisions import VolumeHasSnapshots
+from elasticsan_snapshotter.domain.decisions import SNAPSHOT_RATE_WINDOW, VolumeHasSnapshots
 from elasticsan_snapshotter.domain.errors import (
     AlreadyExists,
     CapacityExhausted,
@@ -318,9 +318,9 @@ async def test_a_short_429_storm_is_absorbed(backend: Backend) -> None:
     created = await backend.port.create_snapshot(snapshot, volume)
     assert created.provisioning_state == SUCCEEDED
     assert len(await backend.port.list_snapshots(volume.volume_group, volume.name)) == 1
+    # Each 429 was retried after its Retry-After: 3 throttled answers, then the one that worked.
+    assert await backend.throttled_snapshot_puts() == RETRY_STATUS
     if isinstance(backend, EmulatorBackend):
-        # azure-core retried each 429 after its Retry-After: 3 throttled PUTs, then the one that worked.
-        assert await backend.count(method="PUT", kind="volumeSnapshots", status=429) == RETRY_STATUS
         assert await backend.count(method="PUT", kind="volumeSnapshots") == RETRY_STATUS + 1
 
 
@@ -335,15 +335,38 @@ async def test_a_long_429_storm_surfaces_as_throttled_and_a_retry_makes_one_snap
         await backend.port.create_snapshot(snapshot, volume)
     assert caught.value.retryable
     assert caught.value.retry_after == 1.0
-    # The caller retries later, as the operator does on a retryable error.
+    # First call: 1 + RETRY_STATUS answers, all 429.
+    assert await backend.throttled_snapshot_puts() == RETRY_STATUS + 1
+    # The caller retries later, as the operator does on a retryable error: one more 429, then success.
     created = await backend.port.create_snapshot(snapshot, volume)
     assert created.id == snapshot
     assert [s.id for s in await backend.port.list_snapshots(volume.volume_group, volume.name)] == [snapshot]
+    assert await backend.throttled_snapshot_puts() == storm
     if isinstance(backend, EmulatorBackend):
-        # First call: 1 + RETRY_STATUS PUTs, all 429. Second call: one more 429, then success.
-        assert await backend.count(method="PUT", kind="volumeSnapshots", status=429) == storm
         assert await backend.count(method="PUT", kind="volumeSnapshots") == storm + 1
         assert await backend.count(method="GET", kind="volumeSnapshots", status=404) == 2
+
+
+async def test_the_per_volume_snapshot_rate_throttles_before_the_service_does(backend: Backend) -> None:
+    volume = await a_volume(backend)
+    other = await a_volume(backend)
+    # Deleted snapshots still count: the limit is on new snapshots per window, not on those that exist.
+    for _ in range(backend.snapshot_rate):
+        snapshot = backend.new_snapshot(volume)
+        await backend.port.create_snapshot(snapshot, volume)
+        await backend.port.delete_snapshot(snapshot)
+    with pytest.raises(Throttled) as caught:
+        await backend.port.create_snapshot(backend.new_snapshot(volume), volume)
+    assert caught.value.retryable
+    assert caught.value.retry_after is not None
+    assert SNAPSHOT_RATE_WINDOW - 10 < caught.value.retry_after <= SNAPSHOT_RATE_WINDOW + 1
+    assert await backend.port.list_snapshots(volume.volume_group, volume.name) == []
+    # Another volume has a window of its own.
+    await backend.port.create_snapshot(backend.new_snapshot(other), other)
+    assert await backend.throttled_snapshot_puts() == 0
+    if isinstance(backend, EmulatorBackend):
+        # The adapter's pace matches the service's: the refused create never reached it.
+        assert await backend.count(method="PUT", kind="volumeSnapshots") == backend.snapshot_rate + 1
 
 
 async def test_server_errors_are_transient(backend: Backend) -> None:
@@ -352,9 +375,9 @@ async def test_server_errors_are_transient(backend: Backend) -> None:
     with pytest.raises(Transient) as caught:
         await backend.port.get_volume(volume)
     assert caught.value.retryable
+    assert await backend.failed_volume_reads(503) == RETRY_STATUS + 1
     assert (await backend.port.get_volume(volume)).id == volume
-    if isinstance(backend, EmulatorBackend):
-        assert await backend.count(method="GET", kind="volumes", status=503) == RETRY_STATUS + 1
+    assert await backend.failed_volume_reads(503) == RETRY_STATUS + 1
 
 
 async def test_not_found_for_every_kind(backend: Backend) -> None:

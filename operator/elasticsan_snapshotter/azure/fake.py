@@ -17,6 +17,7 @@ it behaves the same against Azure:
 * IQNs and portals in the service's formats.
 
 Test helpers: ``add_*`` seed resources, :meth:`fail_next` injects errors,
+:meth:`fail_answers` injects failed answers that a retrying client absorbs,
 :attr:`calls` counts calls per operation. Nothing here imports the Azure SDK.
 """
 
@@ -120,6 +121,13 @@ class _Fault:
 
 
 @dataclass
+class _Storm:
+    error: SnapshotterError
+    answers: int
+    retries: int
+
+
+@dataclass
 class _San:
     id: ElasticSanId
     location: str
@@ -171,6 +179,8 @@ class InMemoryAzure:
         self.latency = latency
         self.calls: Counter[str] = Counter()
         self._faults: dict[str, deque[_Fault]] = {}
+        self._storms: dict[str, _Storm] = {}
+        self.failed_answers: Counter[str] = Counter()
         self._sans: dict[ElasticSanId, _San] = {}
         self._groups: set[VolumeGroupId] = set()
         self._volumes: dict[VolumeId, _Volume] = {}
@@ -290,8 +300,23 @@ class InMemoryAzure:
             raise ValueError("times must be at least 1, or None for always")
         self._faults.setdefault(operation, deque()).append(_Fault(error, times, after_effect))
 
+    def fail_answers(self, operation: str, error: SnapshotterError, *, answers: int, retries: int) -> None:
+        """The next ``answers`` answers to ``operation`` fail with ``error``, as seen through a client
+        that retries each call ``retries`` times (azure-core under the real adapter).
+
+        A call fails only when each of its ``1 + retries`` attempts gets a failed answer; a call
+        that meets fewer succeeds. :attr:`failed_answers` counts them, as the service's request
+        log would, so a test can tell an absorbed storm from none at all.
+        """
+        if operation not in PORT_OPERATIONS:
+            raise ValueError(f"unknown operation {operation!r}; expected one of {sorted(PORT_OPERATIONS)}")
+        if answers < 1 or retries < 0:
+            raise ValueError("answers must be at least 1 and retries not negative")
+        self._storms[operation] = _Storm(error, answers, retries)
+
     def clear_faults(self) -> None:
         self._faults.clear()
+        self._storms.clear()
 
     def call_count(self, operation: str) -> int:
         return self.calls[operation]
@@ -307,6 +332,15 @@ class InMemoryAzure:
         """
         self.calls[operation] += 1
         await asyncio.sleep(self.latency)
+        storm = self._storms.get(operation)
+        if storm is not None:
+            failed = min(storm.answers, storm.retries + 1)
+            storm.answers -= failed
+            self.failed_answers[operation] += failed
+            if storm.answers == 0:
+                del self._storms[operation]
+            if failed == storm.retries + 1:
+                raise copy.copy(storm.error)
         queue = self._faults.get(operation)
         if not queue:
             return None

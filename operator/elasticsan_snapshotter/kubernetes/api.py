@@ -99,8 +99,8 @@ class KubeApi:
                 async with session.request(
                     method, self._server + path, data=data, params=params, headers=headers
                 ) as resp:
-                    if resp.status == 401 and attempt == 1:
-                        continue  # credentials rotated (projected tokens): log in again once
+                    if resp.status == 401:
+                        continue  # credentials rotated (projected tokens): log in again once, then Forbidden
                     text = await resp.text()
                     if resp.status == 401:
                         health.CREDENTIALS.refused(health.KUBERNETES, f"{method} {path}: HTTP 401")

@@ -54,17 +54,32 @@ def test_generated_files_are_current(only: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_chart_crds_are_byte_copies_of_crds_dir() -> None:
+def test_chart_crds_are_the_crds_dir_with_a_keep_policy(tools: Tools) -> None:
     sources = sorted((REPO_ROOT / "crds").glob("*.yaml"))
+    assert sources
+    assert {p.name for p in (CHART / "templates" / "crds").glob("*.yaml")} == {s.name for s in sources}
+    # Only Kopf's peering CRDs stay in the chart's crds/ folder, which helm upgrade never touches.
+    assert {p.name for p in (CHART / "crds").glob("*.yaml")} == {"kopf-peerings.yaml"}
+    keep = {"helm.sh/resource-policy": "keep"}
     for source in sources:
-        assert (CHART / "crds" / source.name).read_bytes() == source.read_bytes(), source.name
-    chart_crds = {p.name for p in (CHART / "crds").glob("*.yaml")}
-    assert chart_crds == {s.name for s in sources} | {"kopf-peerings.yaml"}
+        wanted = [d for d in yaml.safe_load_all(source.read_text()) if d]
+        show = ("--show-only", f"templates/crds/{source.name}")
+        kept = [d for d in yaml.safe_load_all(template(tools, *show).stdout) if d]
+        assert [d["metadata"].pop("annotations") for d in kept] == [keep] * len(wanted)
+        assert kept == wanted, source.name
+        plain = [
+            d for d in yaml.safe_load_all(template(tools, "--set", "crds.keep=false", *show).stdout) if d
+        ]
+        assert plain == wanted, source.name
+    assert not [
+        d for d in objects(tools, "--set", "crds.install=false") if d["kind"] == "CustomResourceDefinition"
+    ]
 
 
 def test_golden_renders_hold_every_object_kind() -> None:
     kinds = {d["kind"] for d in yaml.safe_load_all((HERE / "golden" / "full.yaml").read_text()) if d}
     assert kinds == {
+        "CustomResourceDefinition",
         "ServiceAccount",
         "ClusterRole",
         "ClusterRoleBinding",

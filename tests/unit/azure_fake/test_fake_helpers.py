@@ -43,6 +43,27 @@ async def test_fail_next_raises_for_the_given_number_of_calls(azure: InMemoryAzu
     assert len(await azure.list_snapshots(GROUP)) == 1
 
 
+async def test_failed_answers_are_absorbed_by_the_retries_of_each_call(azure: InMemoryAzure) -> None:
+    azure.fail_answers("create_snapshot", Throttled("429", retry_after=1), answers=6, retries=2)
+    for _ in range(2):  # each call meets three failed answers: all of its attempts
+        with pytest.raises(Throttled):
+            await azure.create_snapshot(GROUP.snapshot("s1"), VOLUME)
+    assert azure.failed_answers["create_snapshot"] == 6
+    assert await azure.list_snapshots(GROUP) == []
+    await azure.create_snapshot(GROUP.snapshot("s1"), VOLUME)
+    assert azure.failed_answers["create_snapshot"] == 6
+
+
+async def test_fewer_failed_answers_than_attempts_never_reach_the_caller(azure: InMemoryAzure) -> None:
+    azure.fail_answers("get_volume", Transient("503"), answers=2, retries=3)
+    assert (await azure.get_volume(VOLUME)).id == VOLUME
+    assert azure.failed_answers["get_volume"] == 2
+    assert (await azure.get_volume(VOLUME)).id == VOLUME
+    assert azure.failed_answers["get_volume"] == 2
+    with pytest.raises(ValueError, match="answers must be at least 1"):
+        azure.fail_answers("get_volume", Transient("503"), answers=0, retries=3)
+
+
 async def test_injected_errors_are_fresh_each_time(azure: InMemoryAzure) -> None:
     original = Transient("flaky")
     azure.fail_next("get_volume", original, times=2)

@@ -16,6 +16,16 @@ async def until(condition: Callable[[], bool]) -> None:
             await asyncio.sleep(0.01)
 
 
+class Runs:
+    """A reconcile that only counts its runs."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def reconcile(self, key: str) -> None:
+        self.count += 1
+
+
 async def test_a_key_added_while_processing_runs_again_but_never_concurrently() -> None:
     running: set[str] = set()
     overlaps: list[str] = []
@@ -84,17 +94,88 @@ async def test_an_unexpected_exception_is_retried_with_backoff() -> None:
 
 
 async def test_an_earlier_wake_up_wins() -> None:
-    runs = 0
-
-    async def reconcile(key: str) -> None:
-        nonlocal runs
-        runs += 1
-
-    queue = WorkQueue("t", reconcile)
+    runs = Runs()
+    queue = WorkQueue("t", runs.reconcile)
     queue.start()
     queue.add_after("x", 10.0)
     queue.add_after("x", 0.02)
     assert queue.pending == 1
-    await until(lambda: runs == 1)
+    await until(lambda: runs.count == 1)
     await queue.stop()
     assert queue.pending == 0
+
+
+async def test_backoff_grows_per_failure_and_a_success_resets_it() -> None:
+    outcomes = [Requeue(), Requeue(), None, Requeue()]
+    delays: list[float] = []
+
+    async def reconcile(key: str) -> Requeue | None:
+        return outcomes.pop(0) if outcomes else None
+
+    queue = WorkQueue("t", reconcile, base_delay=0.01, max_delay=1.0)
+    original = queue.add_after
+
+    def record(key: str, delay: float) -> None:
+        delays.append(delay)
+        original(key, delay)
+
+    queue.add_after = record  # type: ignore[method-assign]
+    queue.start()
+    queue.add("x")
+    await until(lambda: len(delays) == 2 and queue.pending == 0)
+    queue.add("x")  # after the success: the next failure starts from the base delay again
+    await until(lambda: len(delays) == 3 and queue.pending == 0)
+    await queue.stop()
+    assert delays == [0.01, 0.02, 0.01]
+
+
+async def test_keys_run_in_parallel_up_to_the_worker_count() -> None:
+    running: set[str] = set()
+    most = 0
+    release = asyncio.Event()
+
+    async def reconcile(key: str) -> None:
+        nonlocal most
+        running.add(key)
+        most = max(most, len(running))
+        await release.wait()
+        running.discard(key)
+
+    queue = WorkQueue("t", reconcile, workers=2)
+    queue.start()
+    for key in "abc":
+        queue.add(key)
+    await until(lambda: len(running) == 2)
+    await asyncio.sleep(0.02)
+    assert most == 2
+    assert queue.pending == 3  # two running, one waiting
+    release.set()
+    await until(lambda: queue.pending == 0)
+    await queue.stop()
+    assert most == 2
+
+
+async def test_an_add_runs_now_instead_of_at_the_scheduled_time() -> None:
+    runs = Runs()
+    queue = WorkQueue("t", runs.reconcile)
+    queue.start()
+    queue.add_after("x", 30.0)
+    queue.add("x")  # a watch event arrived: no need to wait for the timer
+    await until(lambda: runs.count == 1)
+    await asyncio.sleep(0.02)
+    assert queue.pending == 0
+    await queue.stop()
+
+
+async def test_forget_and_stop_drop_scheduled_wake_ups() -> None:
+    runs = Runs()
+    queue = WorkQueue("t", runs.reconcile)
+    queue.start()
+    queue.add_after("gone", 0.02)
+    queue.forget("gone")
+    queue.add_after("later", 0.02)
+    assert queue.pending == 1
+    await queue.stop()
+    assert queue.pending == 0
+    await asyncio.sleep(0.05)
+    assert runs.count == 0
