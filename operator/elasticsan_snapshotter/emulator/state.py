@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ class Store:
         self.operations: dict[str, Record] = {}
         self.tokens: dict[str, Record] = {}
         self._dirty = False
+        # Called with each removed record (contents free their files).
+        self.on_remove: list[Callable[[Record], None]] = []
 
     def load(self) -> None:
         if not self.path.exists():
@@ -78,8 +81,11 @@ class Store:
         self._dirty = True
 
     def remove(self, resource_id: str) -> None:
-        self.resources.pop(resource_id.lower(), None)
+        record = self.resources.pop(resource_id.lower(), None)
         self._dirty = True
+        if record is not None:
+            for hook in self.on_remove:
+                hook(record)
 
     def children(self, parent_id: str, kind: str) -> list[Record]:
         parent_key = parent_id.lower()
