@@ -2,9 +2,11 @@
 
 A file is created at its resource's declared size as a hole, so a 100 GiB volume costs only
 the blocks written to it. Copies keep holes: a reflink (``FICLONE``) where the file system
-offers one, otherwise only the data extents (``SEEK_DATA``/``SEEK_HOLE``) are copied, in the
-kernel (``copy_file_range``). Capacity accounting compares two files block by block over
-their data extents, so a snapshot's incremental cost is what really changed.
+offers one (XFS, Btrfs), otherwise only the data extents (``SEEK_DATA``/``SEEK_HOLE``) are
+copied, in the kernel (``copy_file_range``). A reflink is atomic against concurrent writes
+(the file system locks the file), so a volume being written is captured at one instant; an
+extent copy is not. Capacity accounting compares two files block by block over their data
+extents, so a snapshot's incremental cost is what really changed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from elasticsan_snapshotter.emulator.quiesce import quiesced
 from elasticsan_snapshotter.emulator.resources import DISK_SNAPSHOTS, VOLUME_SNAPSHOTS, VOLUMES
 from elasticsan_snapshotter.emulator.state import Record, Store
 
@@ -44,15 +45,9 @@ class Contents:
         return key
 
     def clone(self, source: str, size_bytes: int) -> str:
-        """A copy of ``source`` as it is now, at least ``size_bytes`` long (a larger target keeps the data).
-
-        The source's block devices are suspended during the copy, so the copy is one point in
-        time even while a writer is active (crash-consistent, as Azure promises for a volume).
-        """
+        """A copy of ``source`` as it is now, at least ``size_bytes`` long (a larger target keeps the data)."""
         key = uuid.uuid4().hex
-        target = self.path(key)
-        with quiesced(self.path(source)):
-            copy_sparse(self.path(source), target)
+        copy_sparse(self.path(source), self.path(key))
         self.grow(key, size_bytes)
         return key
 
@@ -113,15 +108,16 @@ def adopt_contents(store: Store, contents: Contents) -> None:
     store.on_remove.append(free)
 
 
-def copy_sparse(source: Path, target: Path) -> None:
-    """Copy ``source`` to a new file ``target``, holes kept."""
+def copy_sparse(source: Path, target: Path) -> bool:
+    """Copy ``source`` to a new file ``target``, holes kept; True when it was a reflink."""
     with open(source, "rb") as src, open(target, "xb") as dst:
         size = os.fstat(src.fileno()).st_size
         if _reflink(src.fileno(), dst.fileno()):
-            return
+            return True
         dst.truncate(size)
         for start, end in data_extents(src.fileno(), size):
             _copy_range(src.fileno(), dst.fileno(), start, end - start)
+        return False
 
 
 def _reflink(src: int, dst: int) -> bool:
