@@ -16,6 +16,7 @@ production nodes use csi-driver-iscsi.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -36,17 +37,23 @@ _EXT4_MAGIC = b"\x53\xef"
 _MKFS = ("mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=1,lazy_journal_init=1")
 _MOUNT_OPTIONS = "noinit_itable"
 _TIMEOUT = 120.0
+_SYSTEM_PATH = "/usr/local/sbin:/usr/sbin:/sbin"
 
 
 class NodeError(Exception):
     """A node step failed; the message says which command and why."""
 
 
+def _tool(name: str) -> str | None:
+    # System tools live in sbin, which a plain user PATH may leave out.
+    return shutil.which(name) or shutil.which(name, path=_SYSTEM_PATH)
+
+
 def unavailable() -> str | None:
     """Why volumes cannot be mounted here (one line), or None when they can."""
     if os.geteuid() != 0:
         return "the node stand-in needs root (loop devices, mount)"
-    missing = [tool for tool in _TOOLS if shutil.which(tool) is None]
+    missing = [tool for tool in _TOOLS if _tool(tool) is None]
     if missing:
         return f"the node stand-in needs {', '.join(missing)} on PATH"
     if not os.path.exists("/dev/loop-control"):
@@ -57,14 +64,15 @@ def unavailable() -> str | None:
 def reflink_unavailable() -> str | None:
     """Why no reflink (XFS) scratch file system can be made here, or None."""
     reason = unavailable()
-    if reason is None and shutil.which("mkfs.xfs") is None:
+    if reason is None and _tool("mkfs.xfs") is None:
         reason = "point-in-time copies need a reflink file system: mkfs.xfs (xfsprogs) is not on PATH"
     return reason
 
 
 def _run(*command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    argv = [_tool(command[0]) or command[0], *command[1:]]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=_TIMEOUT, check=False)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=_TIMEOUT, check=False)
     except (OSError, subprocess.TimeoutExpired) as error:
         raise NodeError(f"{' '.join(command)}: {error}") from error
     if check and done.returncode != 0:
@@ -85,6 +93,18 @@ class Mount:
     device: str
     formatted: bool = False
     mounted: bool = False
+
+    def write(self, name: str, data: bytes) -> str:
+        """Write a file and sync it to the volume; returns its SHA-256."""
+        with open(self.path / name, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.sync()  # the file system's metadata too, down to the volume
+        return hashlib.sha256(data).hexdigest()
+
+    def sha256(self, name: str) -> str:
+        return hashlib.sha256((self.path / name).read_bytes()).hexdigest()
 
     def size_bytes(self) -> int:
         """The block device's size, as the pod's file system sees its disk."""
