@@ -19,7 +19,9 @@ def test_without_root_the_reason_is_one_line(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_missing_tools_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(node.os, "geteuid", lambda: 0)
-    monkeypatch.setattr(node.shutil, "which", lambda tool, path=None: None if tool in ("losetup", "mkfs.xfs") else tool)
+    monkeypatch.setattr(
+        node.shutil, "which", lambda tool, path=None: None if tool in ("losetup", "mkfs.xfs") else tool
+    )
     assert node.unavailable() == "the node stand-in needs losetup on PATH"
 
 
