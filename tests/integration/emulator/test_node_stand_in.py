@@ -43,8 +43,9 @@ def test_a_volume_is_formatted_once_and_mounted_where_kubelet_would(
         assert (again.path / "note").read_text() == "kept"
 
 
+@pytest.mark.parametrize("stop", [RuntimeError, KeyboardInterrupt], ids=["failure", "interrupt"])
 def test_everything_is_undone_when_the_test_fails(
-    emulator: EmulatorProcess, esan: ElasticSanMgmtClient, rg: str, tmp_path: Path
+    emulator: EmulatorProcess, esan: ElasticSanMgmtClient, rg: str, tmp_path: Path, stop: type[BaseException]
 ) -> None:
     require(unavailable())
     layout = make_layout(esan, rg)
@@ -55,9 +56,9 @@ def test_everything_is_undone_when_the_test_fails(
         with node:
             node.publish("pv-a", _attributes(layout.volume))
             seen.extend(node.leftovers())  # it sees what is attached and mounted
-            raise RuntimeError("the test failed")
+            raise stop("the test failed")
 
-    with pytest.raises(RuntimeError, match="the test failed"):
+    with pytest.raises(stop, match="the test failed"):
         failing_test()
     assert len(seen) == 2, seen  # the loop device and the mount
     assert node.leftovers() == []

@@ -10,10 +10,13 @@ from elasticsan_snapshotter.emulator.contents import (
     BLOCK,
     GIB,
     Contents,
+    adopt_contents,
     changed_bytes,
     copy_sparse,
     data_extents,
 )
+from elasticsan_snapshotter.emulator.resources import DISK_SNAPSHOTS, VOLUME_SNAPSHOTS, VOLUMES
+from elasticsan_snapshotter.emulator.state import Store
 
 MIB = 1024**2
 
@@ -125,3 +128,22 @@ def test_collect_removes_unreferenced_files(tmp_path: Path) -> None:
     assert not contents.exists(lost)
     contents.delete(keep)
     assert list(contents.root.iterdir()) == []
+
+
+def test_adopting_state_gives_every_resource_a_file_and_frees_it_on_removal(tmp_path: Path) -> None:
+    store, contents = Store(tmp_path), Contents(tmp_path)
+    kept = contents.create(GIB)
+    orphan = contents.create(GIB)
+    volume = {"id": "/v", "kind": VOLUMES, "props": {"sizeGiB": 2}}  # from before contents existed
+    snapshot = {"id": "/s", "kind": VOLUME_SNAPSHOTS, "source_size_gib": 1, "content": kept}
+    disk = {"id": "/d", "kind": DISK_SNAPSHOTS, "disk_size_gb": 3, "content": "gone"}  # its file was lost
+    for record in (volume, snapshot, disk):
+        store.put(record)
+    adopt_contents(store, contents)
+    assert contents.path(volume["content"]).stat().st_size == 2 * GIB
+    assert snapshot["content"] == kept
+    assert contents.path(disk["content"]).stat().st_size == 3 * GIB
+    assert not contents.exists(orphan)
+    store.remove("/s")
+    assert not contents.exists(kept)
+    assert sorted(p.stem for p in contents.root.iterdir()) == sorted([volume["content"], disk["content"]])
