@@ -33,6 +33,17 @@ def test_demo_runs_every_step_and_cleans_up(tmp_path: Path) -> None:
     assert re.search(r"^VolumeSnapshot ready\s+ok.*restoreSize 10Gi", summary, re.MULTILINE)
     assert re.search(r"^Restore claim bound\s+ok.*Bound to PV pvc-", summary, re.MULTILINE)
     assert re.search(r"^Export succeeded\s+ok.*Microsoft\.Compute/snapshots/", summary, re.MULTILINE)
+    # The file written before the snapshot comes back from the restore, not the changed one.
+    [before] = re.findall(
+        r"^Write a file into the volume\s+ok.*sha256 ([0-9a-f]{64})$", summary, re.MULTILINE
+    )
+    [after] = re.findall(r"^Change the file\s+ok.*sha256 ([0-9a-f]{64})$", summary, re.MULTILINE)
+    assert before != after
+    assert re.search(
+        rf"^Restored file is the snapshot's\s+ok.*restored sha256 {before} = at the snapshot; changed since: {after}$",
+        summary,
+        re.MULTILINE,
+    )
     assert "every step passed" in out
     # Progress and timings were printed for every step, and nothing was left behind.
     assert len(re.findall(r"^\s+ok in \d+\.\ds: ", out, re.MULTILINE)) == len(STEP_TITLES)

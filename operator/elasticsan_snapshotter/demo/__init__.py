@@ -3,9 +3,11 @@
 It starts the local control plane (etcd, kube-apiserver, kube-controller-manager,
 snapshot-controller) and the Azure emulator seeded with one Elastic SAN volume,
 installs the CRDs and the classes, runs the operator as its real CLI, and walks
-through what a user does: a static Elastic SAN PV and claim, a VolumeSnapshot
-that becomes ready, a restore claim that binds, and an export to a managed-disk
-snapshot. Each step prints its timing; a summary table ends the run. Everything
+through what a user does: a static Elastic SAN PV and claim, a file written into
+it, a VolumeSnapshot that becomes ready, the file changed, a restore claim that
+binds and holds the file as it was at the snapshot (checksums printed), and an
+export to a managed-disk snapshot. The node stand-in mounts the volumes; without
+root and loop devices the file steps are skipped with the reason. Each step prints its timing; a summary table ends the run. Everything
 it started is stopped and its files removed (kept, and named, on failure).
 
 The :class:`Walkthrough` steps are reused by the install tests, which run the
@@ -397,6 +399,48 @@ def install_crds(
     return names
 
 
+# -- files in the volumes ---------------------------------------------------------------
+
+
+class DemoFiles:
+    """A file in the static volume, written, snapshotted, changed, and read back from the restore."""
+
+    def __init__(self, walk: Walkthrough, admin: Any, kubelet_root: Path, stack: ExitStack) -> None:
+        from elasticsan_snapshotter.local_cluster.node import NodeStandIn, unavailable
+
+        self.walk = walk
+        self.why_not = unavailable()
+        self.node = NodeStandIn(admin, kubelet_root)
+        self.mounts: dict[str, Any] = {}
+        self.sums: list[str] = []
+        stack.callback(self.node.close)
+
+    def step(self, steps: Steps, title: str, action: Callable[[], str]) -> None:
+        if self.why_not is not None:
+            steps.skip(title, self.why_not)
+            return
+        with steps.step(title) as detail:
+            detail.append(action())
+
+    def _mount(self, pv_name: str) -> Any:
+        if pv_name not in self.mounts:
+            pv = self.walk.core.read_persistent_volume(pv_name)
+            self.mounts[pv_name] = self.node.publish(pv_name, pv.spec.csi.volume_attributes)
+        return self.mounts[pv_name]
+
+    def write(self, pv_name: str, text: str) -> str:
+        mount = self._mount(pv_name)
+        self.sums.append(mount.write(DEMO_FILE, f"{text}: {uuid.uuid4()}\n".encode()))
+        return f"{DEMO_FILE} sha256 {self.sums[-1]}"
+
+    def compare(self, pv_name: str) -> str:
+        got = self._mount(pv_name).sha256(DEMO_FILE)
+        snapshot, changed = self.sums
+        if got != snapshot:
+            raise DemoError(f"the restored {DEMO_FILE} has sha256 {got}, the snapshot's was {snapshot}")
+        return f"restored sha256 {got} = at the snapshot; changed since: {changed}"
+
+
 # -- the command -----------------------------------------------------------------------
 
 
@@ -456,10 +500,14 @@ STEP_TITLES = (
     "Install CRDs and classes",
     "Start the operator",
     "Static Elastic SAN PV and claim",
+    "Write a file into the volume",
     "VolumeSnapshot ready",
+    "Change the file",
     "Restore claim bound",
+    "Restored file is the snapshot's",
     "Export succeeded",
 )
+DEMO_FILE = "hello.txt"
 
 
 def register(subparsers: Any) -> None:
@@ -556,21 +604,25 @@ def _walk(steps: Steps, progress: Progress, workdir: Path, stack: ExitStack, tim
         )
     with steps.step(STEP_TITLES[4]) as detail:
         detail.append(walk.static_volume())
-    with steps.step(STEP_TITLES[5]) as detail:
+    files = DemoFiles(walk, emulator.admin, workdir / "kubelet", stack)
+    files.step(steps, STEP_TITLES[5], lambda: files.write(walk.static_pv, "before the snapshot"))
+    with steps.step(STEP_TITLES[6]) as detail:
         vs = walk.snapshot()
         content = walk.content_of(vs)
         handle = content["status"]["snapshotHandle"]
         detail.append(f"restoreSize {vs['status']['restoreSize']}, handle {handle}")
-    with steps.step(STEP_TITLES[6]) as detail:
+    files.step(steps, STEP_TITLES[7], lambda: files.write(walk.static_pv, "after the snapshot"))
+    with steps.step(STEP_TITLES[8]) as detail:
         restored = walk.restore()
         new_volume = restored.spec.volume_name
         detail.append(f"PVC {walk.namespace}/restored Bound to PV {new_volume} (new Elastic SAN volume)")
+    files.step(steps, STEP_TITLES[9], lambda: files.compare(new_volume))
     if not export_crds:
-        steps.skip(STEP_TITLES[7], "the ElasticSanSnapshotExport CRD is not in crds/ in this checkout")
+        steps.skip(STEP_TITLES[10], "the ElasticSanSnapshotExport CRD is not in crds/ in this checkout")
     elif not export_reconciler_present():
-        steps.skip(STEP_TITLES[7], f"the export reconciler ({EXPORT_RECONCILER}) is not in this build")
+        steps.skip(STEP_TITLES[10], f"the export reconciler ({EXPORT_RECONCILER}) is not in this build")
     else:
-        with steps.step(STEP_TITLES[7]) as detail:
+        with steps.step(STEP_TITLES[10]) as detail:
             export = walk.export()
             status = export["status"]
             detail.append(

@@ -4,6 +4,8 @@ GET  /_emulator/info               identity and current settings
 GET  /_emulator/counters           {"requests": [{"method", "kind", "status", "count"}]}
 POST /_emulator/counters/reset
 POST /_emulator/written            {"volumeId": <ARM id>, "writtenGiB": N}
+POST /_emulator/iscsi/login        {"targetIqn": IQN, "targetPortal"?: "host:port"}
+                                   -> {"volumeId", "path" (the backing file), "sizeBytes"}
 GET  /_emulator/faults             the active fault plan
 PUT  /_emulator/faults             {"spec": "..."} or {"latency_ms": N, "rules": [...]}
 DELETE /_emulator/faults
@@ -82,6 +84,11 @@ class AdminApi:
                 raise invalid('Expected {"volumeId": <ARM id>, "writtenGiB": <integer>}.')
             volume = emu.elasticsan.set_written(volume_id, written)
             return json_response({"volumeId": volume["id"], "writtenGiB": volume["written_gib"]})
+        if (method, path) == ("POST", "/iscsi/login"):
+            iqn, portal = body.get("targetIqn"), body.get("targetPortal")
+            if not isinstance(iqn, str) or not (portal is None or isinstance(portal, str)):
+                raise invalid('Expected {"targetIqn": <IQN>, "targetPortal": "<host>:<port>"}.')
+            return json_response(emu.elasticsan.login(iqn, portal))
         if path == "/faults":
             return self._faults(method, body)
         if (method, path) == ("PATCH", "/settings"):

@@ -3,7 +3,8 @@
 Only what an export needs: PUT with ``createOption: CopyFromSanSnapshot``, GET, DELETE and a
 list per resource group. azure-mgmt-compute accepts only 200/202 from the PUT, so a new
 snapshot is answered 202. The copy runs after the operation has finished:
-``completionPercent`` climbs from 0 to 100 over ``--export-seconds``.
+``completionPercent`` climbs from 0 to 100 over ``--export-seconds``; the snapshot's content
+is copied when the PUT is accepted.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from elasticsan_snapshotter.emulator.calls import Call, get_dict
 from elasticsan_snapshotter.emulator.config import EmulatorConfig
+from elasticsan_snapshotter.emulator.contents import GIB, Contents
 from elasticsan_snapshotter.emulator.errors import ArmError, invalid, json_response, not_found
 from elasticsan_snapshotter.emulator.lro import SUCCEEDED, Operations
 from elasticsan_snapshotter.emulator.paging import page
@@ -44,10 +46,13 @@ _SKUS = {"Standard_LRS": "Standard", "Premium_LRS": "Premium", "Standard_ZRS": "
 
 
 class ComputeService:
-    def __init__(self, store: Store, operations: Operations, config: EmulatorConfig) -> None:
+    def __init__(
+        self, store: Store, operations: Operations, config: EmulatorConfig, contents: Contents
+    ) -> None:
         self.store = store
         self.operations = operations
         self.config = config
+        self.contents = contents
 
     def handle(self, call: Call) -> web.Response:
         if call.route.collection:
@@ -163,6 +168,8 @@ class ComputeService:
         record: Record = {
             "id": self._id(call),
             "kind": DISK_SNAPSHOTS,
+            # The copy's bytes are taken now; completionPercent only models how long Azure takes.
+            "content": self.contents.clone(source["content"], size * GIB),
             "name": name,
             "parent": None,
             "state": "Updating",
@@ -267,6 +274,7 @@ class ComputeService:
             {
                 "id": resource_id,
                 "kind": DISK_SNAPSHOTS,
+                "content": self.contents.create(size_gb * GIB),
                 "name": name,
                 "parent": None,
                 "state": SUCCEEDED,

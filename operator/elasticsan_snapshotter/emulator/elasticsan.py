@@ -15,6 +15,7 @@ from aiohttp import web
 
 from elasticsan_snapshotter.emulator.calls import Call, get_dict, get_int
 from elasticsan_snapshotter.emulator.config import EmulatorConfig, format_seconds
+from elasticsan_snapshotter.emulator.contents import GIB, Contents
 from elasticsan_snapshotter.emulator.errors import ArmError, invalid, json_response, not_found
 from elasticsan_snapshotter.emulator.lro import SUCCEEDED, Operations
 from elasticsan_snapshotter.emulator.paging import page
@@ -47,6 +48,7 @@ _VOLUMES_PER_GROUP = 1000
 _SKUS = ("Premium_LRS", "Premium_ZRS")
 _FILTER = re.compile(r"^\s*volumeName\s+eq\s+(?:'([^']*)'|\"([^\"]*)\"|(\S+))\s*$", re.IGNORECASE)
 _ID_ALPHABET = string.ascii_lowercase + string.digits
+_PORTAL_PORT = 3260
 
 
 def _busy(record: Record) -> ArmError:
@@ -61,11 +63,24 @@ def _quota(message: str) -> ArmError:
     return ArmError(409, "QuotaExceeded", message)
 
 
+def _iqn(volume: Record) -> str:
+    target = volume["target"]
+    return f"iqn.{target['month']}.net.windows.core.blob.ElasticSan.es-{target['id']}:{volume['name']}"
+
+
+def _portal_host(volume: Record) -> str:
+    target = volume["target"]
+    return f"es-{target['id']}.z{target['zone']}.blob.storage.azure.net"
+
+
 class ElasticSanService:
-    def __init__(self, store: Store, operations: Operations, config: EmulatorConfig) -> None:
+    def __init__(
+        self, store: Store, operations: Operations, config: EmulatorConfig, contents: Contents
+    ) -> None:
         self.store = store
         self.operations = operations
         self.config = config
+        self.contents = contents
         # Filled in by the server: reads a managed-disk snapshot record for DiskSnapshot sources.
         self.disk_snapshot_progress: Callable[[Record], float] = lambda record: 100.0
 
@@ -235,17 +250,15 @@ class ElasticSanService:
 
     def _volume_properties(self, volume: Record) -> dict[str, Any]:
         props = volume["props"]
-        target = volume["target"]
         state = volume["state"]
         out: dict[str, Any] = {
             "volumeId": volume["volume_id"],
             "creationData": props["creationData"],
             "sizeGiB": int(props["sizeGiB"]),
             "storageTarget": {
-                "targetIqn": f"iqn.{target['month']}.net.windows.core.blob.ElasticSan.es-{target['id']}:"
-                f"{volume['name']}",
-                "targetPortalHostname": f"es-{target['id']}.z{target['zone']}.blob.storage.azure.net",
-                "targetPortalPort": 3260,
+                "targetIqn": _iqn(volume),
+                "targetPortalHostname": _portal_host(volume),
+                "targetPortalPort": _PORTAL_PORT,
                 "provisioningState": state,
                 "status": "Running" if state == SUCCEEDED else "Updating",
             },
@@ -582,12 +595,18 @@ class ElasticSanService:
             self._touch(call, existing)
             op = self._begin(call, existing, "update")
             return self._answer(call, existing, 200, op)
-        stored_creation = self._creation_source(creation, san, size)
+        stored_creation, source = self._creation_source(creation, san, size)
         if len(self.store.children(group["id"], VOLUMES)) >= _VOLUMES_PER_GROUP:
             raise _quota(f"A volume group holds at most {_VOLUMES_PER_GROUP} volumes.")
         self._fits(san, size, f"volume '{call.route.name}'")
         record = self._new_record(call, VOLUMES, group)
+        # The volume starts with its source's content, as the source is now.
+        if source is None:
+            content = self.contents.create(size * GIB)
+        else:
+            content = self.contents.clone(source["content"], size * GIB)
         record |= {
+            "content": content,
             "props": {"sizeGiB": size, "creationData": stored_creation}
             | ({"managedBy": managed_by} if managed_by else {}),
             "volume_id": str(uuid.uuid4()),
@@ -596,7 +615,8 @@ class ElasticSanService:
                 "zone": secrets.randbelow(50) + 1,
                 "month": time.strftime("%Y-%m", time.gmtime()),
             },
-            "written_gib": 0,
+            # Set through the admin API to override the measured change; None: measure.
+            "written_gib": None,
             "snapshot_times": [],
         }
         op = self._begin(call, record, "create")
@@ -612,12 +632,16 @@ class ElasticSanService:
         if size > current:
             self._fits(san, size - current, f"growing volume '{volume['name']}'")
         volume["props"]["sizeGiB"] = size
+        self.contents.grow(volume["content"], size * GIB)
 
-    def _creation_source(self, creation: dict[str, Any], san: Record, size: int) -> dict[str, Any]:
+    def _creation_source(
+        self, creation: dict[str, Any], san: Record, size: int
+    ) -> tuple[dict[str, Any], Record | None]:
+        """The ``creationData`` to store, and the record whose content the volume starts with."""
         source = creation.get("createSource", "None")
         source_id = creation.get("sourceId")
         if source == "None":
-            return {"createSource": "None"} | ({"sourceId": source_id} if source_id else {})
+            return {"createSource": "None"} | ({"sourceId": source_id} if source_id else {}), None
         if source not in ("VolumeSnapshot", "DiskSnapshot"):
             raise invalid(
                 f"createSource '{source}' is not supported; use None, VolumeSnapshot or DiskSnapshot.",
@@ -660,7 +684,7 @@ class ElasticSanService:
             raise invalid(
                 f"sizeGiB {size} is smaller than the source ({source_size} GiB).", "properties.sizeGiB"
             )
-        return {"createSource": source, "sourceId": source_record["id"]}
+        return {"createSource": source, "sourceId": source_record["id"]}, source_record
 
     def _patch_volume(self, call: Call) -> web.Response:
         volume = self._require(call)
@@ -678,7 +702,7 @@ class ElasticSanService:
         return web.Response(status=202, headers=headers)
 
     def set_written(self, volume_id: str, written_gib: int) -> Record:
-        """Admin hook: how much of the volume changed since its last snapshot."""
+        """Admin hook: how much of the volume changed since its last snapshot (else measured)."""
         volume = self.store.get(volume_id)
         if volume is None or volume["kind"] != VOLUMES:
             raise not_found(TYPES[VOLUMES], volume_id)
@@ -687,6 +711,19 @@ class ElasticSanService:
         volume["written_gib"] = written_gib
         self.store.mark_dirty()
         return volume
+
+    def login(self, iqn: str, portal: str | None) -> dict[str, Any]:
+        """Admin hook standing in for an iSCSI login: the file that holds the target's volume."""
+        volume = next((v for v in self.store.of_kind(VOLUMES) if _iqn(v).lower() == iqn.lower()), None)
+        if volume is None:
+            raise ArmError(404, "NotFound", f"No volume has the iSCSI target '{iqn}'.")
+        expected = f"{_portal_host(volume)}:{_PORTAL_PORT}"
+        if portal is not None and portal.lower() not in (expected.lower(), _portal_host(volume).lower()):
+            raise ArmError(404, "NotFound", f"Target '{iqn}' is served at '{expected}', not at '{portal}'.")
+        if volume["state"] != SUCCEEDED:
+            raise _busy(volume)
+        path = self.contents.path(volume["content"]).resolve()
+        return {"volumeId": volume["id"], "path": str(path), "sizeBytes": path.stat().st_size}
 
     # Volume snapshots ------------------------------------------------------------------
 
@@ -724,21 +761,37 @@ class ElasticSanService:
         if self.operations.in_progress(volume) is not None or volume["state"] != SUCCEEDED:
             raise _busy(volume)
         self._snapshot_limits(volume)
-        first = not self._volume_snapshots(volume)
-        consumed = 0 if first else int(volume["written_gib"])
-        self._fits(self._san_of(group), consumed, f"snapshot '{call.route.name}'")
+        # The content is captured now, when the PUT is accepted (see docs/emulator.md).
+        content = self.contents.clone(volume["content"], 0)
+        try:
+            consumed = self._snapshot_cost(volume, content)
+            self._fits(self._san_of(group), consumed, f"snapshot '{call.route.name}'")
+        except BaseException:
+            self.contents.delete(content)
+            raise
         record = self._new_record(call, VOLUME_SNAPSHOTS, group)
         record |= {
+            "content": content,
             "props": {"creationData": {"sourceId": volume["id"]}},
             "source": volume["id"].lower(),
             "volume_name": volume["name"],
             "source_size_gib": int(volume["props"]["sizeGiB"]),
             "consumed_gib": consumed,
         }
-        volume["written_gib"] = 0
+        volume["written_gib"] = None
         volume["snapshot_times"] = [*volume["snapshot_times"], time.time()]
         op = self._begin(call, record, "create")
         return self._answer(call, record, 201, op)
+
+    def _snapshot_cost(self, volume: Record, content: str) -> int:
+        """GiB a new snapshot consumes: nothing for the first, else what changed since the latest."""
+        previous = self._volume_snapshots(volume)
+        if not previous:
+            return 0
+        if volume.get("written_gib") is not None:
+            return int(volume["written_gib"])
+        latest = max(previous, key=lambda s: str(s["system_data"]["createdAt"]))
+        return math.ceil(self.contents.changed_bytes(content, latest["content"]) / GIB)
 
     def _snapshot_limits(self, volume: Record) -> None:
         limit = self.config.max_snapshots_per_volume

@@ -164,6 +164,11 @@ class AdminClient:
         """Declare how many GiB of a volume changed since its last snapshot."""
         self.request("POST", "written", {"volumeId": volume_id, "writtenGiB": written_gib})
 
+    def iscsi_login(self, iqn: str, portal: str | None = None) -> dict[str, Any]:
+        """The backing file of the volume behind an iSCSI target: ``{"volumeId", "path", "sizeBytes"}``."""
+        body = {"targetIqn": iqn} | ({"targetPortal": portal} if portal else {})
+        return dict(self.request("POST", "iscsi/login", body))
+
     def set_faults(
         self, spec: str | None = None, *, rules: Sequence[Mapping[str, Any]] = (), latency_ms: int = 0
     ) -> Any:

@@ -21,6 +21,7 @@ from elasticsan_snapshotter.emulator.admin import AdminApi
 from elasticsan_snapshotter.emulator.calls import Call
 from elasticsan_snapshotter.emulator.certs import ensure_certificates, server_ssl_context
 from elasticsan_snapshotter.emulator.config import EmulatorConfig, format_seconds
+from elasticsan_snapshotter.emulator.contents import Contents, adopt_contents
 from elasticsan_snapshotter.emulator.counters import DROPPED, RequestCounters
 from elasticsan_snapshotter.emulator.errors import ArmError
 from elasticsan_snapshotter.emulator.faults import FaultInjector, FaultRule, parse_spec
@@ -72,8 +73,10 @@ class Emulator:
         self._init_identity()
         self.tokens = TokenService(self.store, config.token_lifetime, config.federated_token)
         self.operations = Operations(self.store, config)
-        self.elasticsan = elasticsan.ElasticSanService(self.store, self.operations, config)
-        self.compute = compute.ComputeService(self.store, self.operations, config)
+        self.contents = Contents(config.state_dir)
+        adopt_contents(self.store, self.contents)
+        self.elasticsan = elasticsan.ElasticSanService(self.store, self.operations, config, self.contents)
+        self.compute = compute.ComputeService(self.store, self.operations, config, self.contents)
         self.elasticsan.disk_snapshot_progress = self.compute.progress
         self.faults = FaultInjector(parse_spec(config.faults), config.fault_seed)
         self.counters = RequestCounters()

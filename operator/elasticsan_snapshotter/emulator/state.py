@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,8 @@ class Store:
         self._read: set[str] = set()
         self._sequence = 0
         self._journal_lines = 0
+        # Called with each removed record (contents free their files).
+        self.on_remove: list[Callable[[Record], None]] = []
 
     def load(self) -> None:
         if self.path.exists():
@@ -157,8 +160,11 @@ class Store:
         self.touch(record["id"])
 
     def remove(self, resource_id: str) -> None:
-        self.resources.pop(resource_id.lower(), None)
+        record = self.resources.pop(resource_id.lower(), None)
         self.touch(resource_id)
+        if record is not None:
+            for hook in self.on_remove:
+                hook(record)
 
     def children(self, parent_id: str, kind: str) -> list[Record]:
         parent_key = parent_id.lower()

@@ -6,49 +6,40 @@ emulator, through the real Azure SDKs.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from azure.identity import ClientSecretCredential
 from azure.mgmt.elasticsan import ElasticSanMgmtClient
 from kubernetes import client as k8s
-from operator_scenario import FAST, RESOURCE_GROUP, SAN, VOLUME_GROUP, Kube, StartOperator
+from operator_emulator import seeded_emulator
+from operator_scenario import RESOURCE_GROUP, SAN, VOLUME_GROUP, Kube, StartOperator
 
 from elasticsan_snapshotter.demo import operator_env
 from elasticsan_snapshotter.emulator.process import EmulatorProcess
 from elasticsan_snapshotter.local_cluster import LocalCluster
+from elasticsan_snapshotter.local_cluster.node import NodeStandIn
 from elasticsan_snapshotter.local_cluster.operator_process import OperatorProcess
+from node_support import checked_node
 
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
-    state = tmp_path_factory.mktemp("emulator")
-    seed = state / "seed.json"
-    seed.write_text(
-        json.dumps(
-            {
-                "elasticSans": [
-                    {
-                        "resourceGroup": RESOURCE_GROUP,
-                        "name": SAN,
-                        "location": "westeurope",
-                        "baseSizeTiB": 4,
-                        "extendedCapacitySizeTiB": 0,
-                        "volumeGroups": [{"name": VOLUME_GROUP, "volumes": []}],
-                    }
-                ]
-            }
-        )
-    )
-    process = EmulatorProcess(state / "state", seed=seed, extra_args=FAST)
-    process.start()
+    process = seeded_emulator(tmp_path_factory.mktemp("emulator"))
     try:
         yield process
     finally:
         process.stop()
+
+
+@pytest.fixture
+def node(emulator: EmulatorProcess, tmp_path: Path) -> Iterator[NodeStandIn]:
+    """The node stand-in (see node_support.checked_node)."""
+    with checked_node(emulator.admin, tmp_path / "kubelet") as stand_in:
+        yield stand_in
 
 
 @pytest.fixture(scope="module")
