@@ -218,7 +218,9 @@ def test_snapshot_controller_creates_group_content_for_the_volume_driver(
     custom = k8s.CustomObjectsApi(api_client)
     core = k8s.CoreV1Api(api_client)
     pvc_name, pv_name = bound_claim
-    core.patch_namespaced_persistent_volume_claim(pvc_name, namespace, {"metadata": {"labels": {"app": "db"}}})
+    core.patch_namespaced_persistent_volume_claim(
+        pvc_name, namespace, {"metadata": {"labels": {"app": "db"}}}
+    )
     class_name = f"esan-group-{uuid.uuid4().hex[:8]}"
     custom.create_cluster_custom_object(
         GROUP_SNAPSHOT_GROUP,
@@ -257,7 +259,9 @@ def test_snapshot_controller_creates_group_content_for_the_volume_driver(
         return name
 
     content_name = wait_for("snapshot-controller to create the group content", bound_content_name, timeout=60)
-    vgs = custom.get_namespaced_custom_object(GROUP_SNAPSHOT_GROUP, "v1", namespace, "volumegroupsnapshots", "group")
+    vgs = custom.get_namespaced_custom_object(
+        GROUP_SNAPSHOT_GROUP, "v1", namespace, "volumegroupsnapshots", "group"
+    )
     content = custom.get_cluster_custom_object(
         GROUP_SNAPSHOT_GROUP, "v1", "volumegroupsnapshotcontents", content_name
     )
@@ -268,8 +272,16 @@ def test_snapshot_controller_creates_group_content_for_the_volume_driver(
     assert content["spec"]["volumeGroupSnapshotRef"]["uid"] == vgs["metadata"]["uid"]
     # Nothing snapshots groups here: no handle appears.
     assert "volumeGroupSnapshotHandle" not in (content.get("status") or {})
-    custom.delete_namespaced_custom_object(GROUP_SNAPSHOT_GROUP, "v1", namespace, "volumegroupsnapshots", "group")
-    custom.patch_cluster_custom_object(
-        GROUP_SNAPSHOT_GROUP, "v1", "volumegroupsnapshotcontents", content_name, {"metadata": {"finalizers": None}}
+    custom.delete_namespaced_custom_object(
+        GROUP_SNAPSHOT_GROUP, "v1", namespace, "volumegroupsnapshots", "group"
     )
-    custom.delete_cluster_custom_object(GROUP_SNAPSHOT_GROUP, "v1", "volumegroupsnapshotcontents", content_name)
+    custom.patch_cluster_custom_object(
+        GROUP_SNAPSHOT_GROUP,
+        "v1",
+        "volumegroupsnapshotcontents",
+        content_name,
+        {"metadata": {"finalizers": None}},
+    )
+    custom.delete_cluster_custom_object(
+        GROUP_SNAPSHOT_GROUP, "v1", "volumegroupsnapshotcontents", content_name
+    )

@@ -24,7 +24,10 @@ from elasticsan_snapshotter.local_cluster.operator_process import OperatorProces
 
 
 @pytest.fixture(scope="module")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
+def emulator(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[EmulatorProcess]:
+    """Extra emulator flags come from the test module's ``EMULATOR_ARGS``, if it has one."""
     state = tmp_path_factory.mktemp("emulator")
     seed = state / "seed.json"
     seed.write_text(
@@ -43,7 +46,8 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProce
             }
         )
     )
-    process = EmulatorProcess(state / "state", seed=seed, extra_args=FAST)
+    extra = (*FAST, *getattr(request.module, "EMULATOR_ARGS", ()))
+    process = EmulatorProcess(state / "state", seed=seed, extra_args=extra)
     process.start()
     try:
         yield process
