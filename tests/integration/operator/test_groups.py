@@ -79,6 +79,8 @@ def test_three_claims_one_group_every_member_cut_restored_and_deleted(
     members = groups.wait_members_ready("db", 3)
     claims_of_members = sorted(vs["spec"]["source"]["persistentVolumeClaimName"] for vs in members)
     assert claims_of_members == sorted(c for c, _ in claims)
+    for vs in members:  # members have no class by design: nothing to warn about
+        assert not [e for e in kube.events(namespace, vs["metadata"]["name"]) if e.type == "Warning"]
     cut = kube.wait_event(namespace, "db", "GroupSnapshotCut")
     assert "CrashConsistentPerVolume" in cut.message
     assert "3 member snapshot(s)" in cut.message
