@@ -28,7 +28,9 @@ def _slim_snapshot(body: Body) -> Body:
         "apiVersion": body.get("apiVersion"),
         "kind": body.get("kind"),
         "metadata": {
-            k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "ownerReferences") if k in meta
+            k: meta[k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "ownerReferences")
+            if k in meta
         },
         "spec": body.get("spec") or {},
         "status": {k: v for k, v in (body.get("status") or {}).items() if k in ("readyToUse",)},
