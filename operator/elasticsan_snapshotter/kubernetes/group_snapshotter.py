@@ -49,8 +49,8 @@ from elasticsan_snapshotter.kubernetes.workqueue import Outcome, Requeue
 
 logger = logging.getLogger(__name__)
 
-IMPORT_RECHECK = 300.0
-"""A pre-provisioned group with a final error is looked at again this often."""
+FINAL_RECHECK = 300.0
+"""A pre-provisioned or deleting group with a final error is looked at again this often."""
 
 
 @dataclass(frozen=True)
@@ -299,7 +299,7 @@ class GroupContentReconciler(Reconciler):
         if ANN_GROUP_BEING_CREATED in (meta.get("annotations") or {}) and not pre_provisioned:
             # A cut that was never published: its members exist only in Azure, nothing to retain.
             await self._abort(body)
-        annotations = meta.get("annotations") or {}
+        annotations = body["metadata"].get("annotations") or {}
         bound = bool((spec.get("volumeGroupSnapshotRef") or {}).get("uid"))
         if not ((pre_provisioned and not bound) or ANN_GROUP_BEING_DELETED in annotations):
             return None
@@ -393,7 +393,7 @@ class GroupContentReconciler(Reconciler):
         metrics.GROUP_SNAPSHOTS.labels(result=error.reason).inc()
         meta = body.get("metadata") or {}
         if meta.get("deletionTimestamp"):
-            return Requeue(IMPORT_RECHECK)
+            return Requeue(FINAL_RECHECK)
         current = body.get("status") or {}
         if (current.get("error") or {}).get("message") != str(error):
             stamp = _stamp(datetime.now(UTC))
@@ -406,5 +406,5 @@ class GroupContentReconciler(Reconciler):
                 await self._abort(body)
             except SnapshotterError as exc:
                 await self.recorder.error(body, exc)
-                return Requeue(exc.retry_after) if exc.retryable else Requeue(IMPORT_RECHECK)
-        return Requeue(IMPORT_RECHECK) if body["spec"]["source"].get("groupSnapshotHandles") else None
+                return Requeue(exc.retry_after) if exc.retryable else Requeue(FINAL_RECHECK)
+        return Requeue(FINAL_RECHECK) if body["spec"]["source"].get("groupSnapshotHandles") else None
