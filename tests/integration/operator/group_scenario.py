@@ -27,6 +27,13 @@ class Groups:
         self.namespace = namespace
 
     # -- set-up --
+    def classes(self, deletion_policy: str = "Delete", **parameters: str) -> tuple[str, str]:
+        """A StorageClass of the operator's driver and a group class; returns their names."""
+        storage_class, group_class = unique_name("esan"), unique_name("esan-group")
+        self.kube.create_storage_class(storage_class)
+        self.create_class(group_class, deletion_policy, **parameters)
+        return storage_class, group_class
+
     def labelled_claims(
         self, source_volume: Callable[..., Any], storage_class: str, count: int, labels: dict[str, str]
     ) -> list[tuple[str, Any]]:
@@ -115,26 +122,18 @@ class Groups:
 
     # -- reads --
     def get(self, name: str) -> dict[str, Any] | None:
-        try:
-            found: dict[str, Any] = self.custom.get_namespaced_custom_object(
+        return _or_none(
+            lambda: self.custom.get_namespaced_custom_object(
                 GROUPS, GROUPS_VERSION, self.namespace, "volumegroupsnapshots", name
             )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return found
+        )
 
     def content(self, name: str) -> dict[str, Any] | None:
-        try:
-            found: dict[str, Any] = self.custom.get_cluster_custom_object(
+        return _or_none(
+            lambda: self.custom.get_cluster_custom_object(
                 GROUPS, GROUPS_VERSION, "volumegroupsnapshotcontents", name
             )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return found
+        )
 
     def content_of(self, name: str) -> dict[str, Any]:
         vgs = self.get(name) or {}
@@ -180,6 +179,17 @@ class Groups:
             return found if done else None
 
         return wait_for(f"{count} member VolumeSnapshots of {name} to be ready", ready, timeout)
+
+
+def _or_none(read: Callable[[], Any]) -> dict[str, Any] | None:
+    """The object ``read`` returns, or None when the API server says 404."""
+    try:
+        found: dict[str, Any] = read()
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return found
 
 
 def group_snapshots(esan: ElasticSanMgmtClient, prefix: str = "group-") -> list[Any]:

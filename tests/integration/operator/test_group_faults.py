@@ -22,7 +22,6 @@ from operator_scenario import (
     Kube,
     StartOperator,
     snapshots_of,
-    unique_name,
 )
 
 from elasticsan_snapshotter.emulator.process import EmulatorProcess
@@ -52,9 +51,7 @@ def group_setup(
     kube: Kube, namespace: str, source_volume: Callable[..., Any], count: int
 ) -> tuple[Groups, str, list[Any]]:
     groups = Groups(kube, namespace)
-    storage_class, group_class = unique_name("esan"), unique_name("esan-group")
-    kube.create_storage_class(storage_class)
-    groups.create_class(group_class, "Delete")
+    storage_class, group_class = groups.classes("Delete")
     volumes = [v for _, v in groups.labelled_claims(source_volume, storage_class, count, {"app": "db"})]
     return groups, group_class, volumes
 

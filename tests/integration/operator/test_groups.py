@@ -29,9 +29,7 @@ def test_three_claims_one_group_every_member_cut_restored_and_deleted(
     source_volume: Callable[..., Any],
 ) -> None:
     groups = Groups(kube, namespace)
-    storage_class, group_class = unique_name("esan"), unique_name("esan-group")
-    kube.create_storage_class(storage_class)
-    groups.create_class(group_class, "Delete", consistency="CrashConsistentPerVolume")
+    storage_class, group_class = groups.classes("Delete", consistency="CrashConsistentPerVolume")
     claims = groups.labelled_claims(source_volume, storage_class, 3, {"app": "db"})
     pvs = {
         c: kube.core.read_namespaced_persistent_volume_claim(c, namespace).spec.volume_name for c, _ in claims
@@ -119,9 +117,7 @@ def test_retain_keeps_members_and_member_contents_never_delete_in_azure(
     source_volume: Callable[..., Any],
 ) -> None:
     groups = Groups(kube, namespace)
-    storage_class, group_class = unique_name("esan"), unique_name("esan-group")
-    kube.create_storage_class(storage_class)
-    groups.create_class(group_class, "Retain")
+    storage_class, group_class = groups.classes("Retain")
     groups.labelled_claims(source_volume, storage_class, 2, {"app": "kept"})
     groups.create("kept", group_class, {"app": "kept"})
     groups.wait_ready("kept")
@@ -252,9 +248,8 @@ def test_bad_input_is_a_clear_error_on_the_group_snapshot_and_nothing_is_cut(
     source_volume: Callable[..., Any],
 ) -> None:
     groups = Groups(kube, namespace)
-    storage_class, group_class, odd_class = unique_name("esan"), unique_name("esan-group"), unique_name("odd")
-    kube.create_storage_class(storage_class)
-    groups.create_class(group_class)
+    storage_class, group_class = groups.classes()
+    odd_class = unique_name("odd")
     groups.create_class(odd_class, speed="fast")
     groups.labelled_claims(source_volume, storage_class, 1, {"app": "fine"})
     # A claim of another CSI driver, and a claim that is not bound, each labelled into a group.
