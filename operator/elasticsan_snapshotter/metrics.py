@@ -115,6 +115,28 @@ OLDEST_UNREADY_SECONDS = Gauge(
     registry=REGISTRY,
 )
 
+GROUP_SNAPSHOTS = Counter(
+    "group_snapshots",
+    "VolumeGroupSnapshotContents cut (result Ready) or failed for good (result: the error reason).",
+    ["result"],
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+)
+GROUP_MEMBERS = Histogram(
+    "group_snapshot_members",
+    "Member volumes per group snapshot that became ready.",
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64),
+)
+GROUP_CUT_WINDOW = Histogram(
+    "group_snapshot_cut_window_seconds",
+    "Seconds from a group's first accepted member PUT to its last.",
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
+
 
 def creation_age(body: Mapping[str, Any]) -> float | None:
     stamp = (body.get("metadata") or {}).get("creationTimestamp")
@@ -146,6 +168,9 @@ __all__ = [
     "AZURE_CALL_DURATION",
     "AZURE_PACING_WAIT",
     "AZURE_THROTTLED_RESPONSES",
+    "GROUP_CUT_WINDOW",
+    "GROUP_MEMBERS",
+    "GROUP_SNAPSHOTS",
     "NAMESPACE",
     "OLDEST_UNREADY_SECONDS",
     "REGISTRY",

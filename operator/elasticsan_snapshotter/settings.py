@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from elasticsan_snapshotter import DRIVER_NAME
+from elasticsan_snapshotter.domain.groups import GROUP_DRIVER_NAME
 
 PUBLIC_ARM_ENDPOINT = "https://management.azure.com/"
 
@@ -28,6 +29,13 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     driver_name: str = field(default=DRIVER_NAME, metadata={"env": "ESS_DRIVER_NAME"})
+    group_driver_name: str = field(
+        default=GROUP_DRIVER_NAME,
+        metadata={
+            "env": "ESS_GROUP_DRIVER_NAME",
+            "help": "driver of the VolumeGroupSnapshotContents to handle (the PVs' CSI driver)",
+        },
+    )
     subscription_id: str = field(default="", metadata={"env": "AZURE_SUBSCRIPTION_ID"})
     managed_sans: tuple[str, ...] = field(
         default=(), metadata={"env": "ESS_MANAGED_SANS", "help": "comma-separated Elastic SAN ARM IDs"}
@@ -86,6 +94,8 @@ class Settings:
     def __post_init__(self) -> None:
         if not self.driver_name:
             raise SettingsError("driver_name must not be empty")
+        if not self.group_driver_name or self.group_driver_name == self.driver_name:
+            raise SettingsError("group_driver_name must be set and differ from driver_name")
         for name in ("polling_interval", "write_rate"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive, not {getattr(self, name)}")

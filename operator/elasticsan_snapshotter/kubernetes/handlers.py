@@ -21,13 +21,18 @@ from elasticsan_snapshotter.domain.ports import AzurePort
 from elasticsan_snapshotter.kubernetes.api import Body, KubeApi
 from elasticsan_snapshotter.kubernetes.events import EventRecorder
 from elasticsan_snapshotter.kubernetes.exporter import ExportGuard, ExportReconciler
+from elasticsan_snapshotter.kubernetes.group_members import GroupMemberReconciler
+from elasticsan_snapshotter.kubernetes.group_snapshotter import GroupContentReconciler
 from elasticsan_snapshotter.kubernetes.provisioner import ClaimReconciler, VolumeReleaser
 from elasticsan_snapshotter.kubernetes.resources import (
+    GROUP_SNAPSHOT_GROUP,
     PERSISTENT_VOLUME,
     PERSISTENT_VOLUME_CLAIM,
     SNAPSHOT_EXPORT,
     SNAPSHOT_GROUP,
     STORAGE_CLASS,
+    VOLUME_GROUP_SNAPSHOT_CLASS,
+    VOLUME_GROUP_SNAPSHOT_CONTENT,
     VOLUME_SNAPSHOT,
     VOLUME_SNAPSHOT_CLASS,
     VOLUME_SNAPSHOT_CONTENT,
@@ -73,6 +78,11 @@ class Runtime:
     claim_reconciler: ClaimReconciler | None = None
     volume_releaser: VolumeReleaser | None = None
     export_reconciler: ExportReconciler | None = None
+    group_contents: Store = field(default_factory=Store)
+    group_classes: Store = field(default_factory=Store)
+    group_member_contents: Store = field(default_factory=Store)
+    group_reconciler: GroupContentReconciler | None = None
+    group_member_reconciler: GroupMemberReconciler | None = None
 
     def build(self) -> None:
         self.volumes = PersistentVolumes(self.api)
@@ -99,7 +109,10 @@ class Runtime:
             volumes=self.volumes,
         )
         self.claim_reconciler = ClaimReconciler(
-            **common, claims=self.claims, storage_classes=self.storage_classes
+            **common,
+            claims=self.claims,
+            storage_classes=self.storage_classes,
+            group_driver_name=self.settings.group_driver_name,
         )
         self.export_reconciler = ExportReconciler(
             **common, exports=self.exports, export_resource_group=self.settings.export_resource_group
@@ -115,6 +128,17 @@ class Runtime:
         self.volume_releaser = VolumeReleaser(
             **common, volumes=self.volumes, storage_classes=self.storage_classes, export_guard=export_guard
         )
+        self.group_reconciler = GroupContentReconciler(
+            **common,
+            group_driver_name=self.settings.group_driver_name,
+            index=self.index,
+            group_contents=self.group_contents,
+            group_classes=self.group_classes,
+            volumes=self.volumes,
+        )
+        self.group_member_reconciler = GroupMemberReconciler(
+            **common, group_driver_name=self.settings.group_driver_name, members=self.group_member_contents
+        )
         concurrency = self.settings.max_concurrency
         self.queues = {
             "contents": WorkQueue("contents", self.content_reconciler.reconcile, workers=concurrency),
@@ -122,6 +146,8 @@ class Runtime:
             "claims": WorkQueue("claims", self.claim_reconciler.reconcile, workers=concurrency),
             "volumes": WorkQueue("volumes", self.volume_releaser.reconcile, workers=2),
             "exports": WorkQueue("exports", self.export_reconciler.reconcile, workers=concurrency),
+            "groups": WorkQueue("groups", self.group_reconciler.reconcile, workers=concurrency),
+            "group-members": WorkQueue("group-members", self.group_member_reconciler.reconcile, workers=2),
         }
         metrics.track_unready(self._unready_ages)
 
@@ -148,6 +174,17 @@ class Runtime:
 
 def _object(event: kopf.RawEvent) -> Body:
     return cast(Body, event["object"])
+
+
+def _enqueue(rt: Runtime, queue_name: str, store: Store, event: kopf.RawEvent) -> None:
+    body = _object(event)
+    key = store.apply(event.get("type"), body)
+    queue = rt.queues[queue_name]
+    if event.get("type") == "DELETED":
+        queue.forget(key)
+        rt.recorder.forget(body["metadata"].get("uid", ""))
+    else:
+        queue.add(key)
 
 
 def register(registry: kopf.OperatorRegistry, runtime_box: list[Runtime]) -> None:
@@ -182,6 +219,27 @@ def register(registry: kopf.OperatorRegistry, runtime_box: list[Runtime]) -> Non
             rt.recorder.forget(body["metadata"].get("uid", ""))
         else:
             queue.add(key)
+
+    @kopf.on.event(*snapshots, VOLUME_SNAPSHOT_CONTENT.plural, registry=registry)
+    async def group_member_event(event: kopf.RawEvent, **_: Any) -> None:
+        rt = runtime()
+        body = _object(event)
+        assert rt.group_member_reconciler is not None
+        if rt.group_member_reconciler.is_ours(body):
+            _enqueue(rt, "group-members", rt.group_member_contents, event)
+
+    groups = (GROUP_SNAPSHOT_GROUP, "v1")
+
+    @kopf.on.event(*groups, VOLUME_GROUP_SNAPSHOT_CONTENT.plural, registry=registry)
+    async def group_content_event(event: kopf.RawEvent, **_: Any) -> None:
+        rt = runtime()
+        assert rt.group_reconciler is not None
+        if rt.group_reconciler.is_ours(_object(event)):
+            _enqueue(rt, "groups", rt.group_contents, event)
+
+    @kopf.on.event(*groups, VOLUME_GROUP_SNAPSHOT_CLASS.plural, registry=registry)
+    async def group_class_event(event: kopf.RawEvent, **_: Any) -> None:
+        runtime().group_classes.apply(event.get("type"), _object(event))
 
     @kopf.on.event(*snapshots, VOLUME_SNAPSHOT.plural, registry=registry)
     async def snapshot_event(event: kopf.RawEvent, **_: Any) -> None:

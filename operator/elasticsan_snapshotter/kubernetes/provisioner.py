@@ -18,6 +18,7 @@ from typing import Any
 from elasticsan_snapshotter import metrics
 from elasticsan_snapshotter.domain import decisions, names, parameters
 from elasticsan_snapshotter.domain.errors import InvalidRequest, NotFound, SnapshotterError
+from elasticsan_snapshotter.domain.groups import GROUP_DRIVER_NAME
 from elasticsan_snapshotter.domain.identity import (
     DiskSnapshotId,
     ElasticSanId,
@@ -33,6 +34,7 @@ from elasticsan_snapshotter.kubernetes.events import NORMAL, WARNING
 from elasticsan_snapshotter.kubernetes.exporter import ExportGuard
 from elasticsan_snapshotter.kubernetes.reconciler import Reconciler
 from elasticsan_snapshotter.kubernetes.resources import (
+    ANN_GROUP_MEMBER_HANDLE,
     ANN_PROVISIONED_BY,
     ANN_PROVISIONING_VOLUME,
     ANN_STORAGE_PROVISIONER,
@@ -82,6 +84,7 @@ def class_parameters(storage_class: Body) -> parameters.StorageClassParameters:
 class ClaimReconciler(Reconciler):
     claims: Store
     storage_classes: Store
+    group_driver_name: str = GROUP_DRIVER_NAME
 
     def is_ours(self, claim: Body) -> bool:
         annotations = (claim.get("metadata") or {}).get("annotations") or {}
@@ -274,7 +277,9 @@ class ClaimReconciler(Reconciler):
             raise InvalidRequest(
                 f"VolumeSnapshotContent {content_name} is not bound to VolumeSnapshot {namespace}/{vs_name}"
             )
-        if content["spec"].get("driver") != storage_class.get("provisioner"):
+        if content["spec"].get("driver") != storage_class.get("provisioner") and not self._is_group_member(
+            content
+        ):
             raise InvalidRequest(
                 f"VolumeSnapshotContent {content_name} is handled by driver {content['spec'].get('driver')!r}, "
                 f"not by {storage_class.get('provisioner')!r}, the provisioner of StorageClass "
@@ -293,6 +298,13 @@ class ClaimReconciler(Reconciler):
                 f"VolumeSnapshot {namespace}/{vs_name}; request at least that much"
             )
         return str(handle), content
+
+    def _is_group_member(self, content: Body) -> bool:
+        """Members of a group carry the group driver name (the PVs' driver), not ours."""
+        annotations = (content.get("metadata") or {}).get("annotations") or {}
+        return (
+            content["spec"].get("driver") == self.group_driver_name and ANN_GROUP_MEMBER_HANDLE in annotations
+        )
 
     def _class_volume_group(
         self, params: parameters.StorageClassParameters, storage_class: Body

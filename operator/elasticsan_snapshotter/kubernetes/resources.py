@@ -44,6 +44,16 @@ PERSISTENT_VOLUME_CLAIM = Resource("", "v1", "persistentvolumeclaims", "Persiste
 STORAGE_CLASS = Resource("storage.k8s.io", "v1", "storageclasses", "StorageClass", False)
 EVENT = Resource("", "v1", "events", "Event", True)
 LEASE = Resource("coordination.k8s.io", "v1", "leases", "Lease", True)
+GROUP_SNAPSHOT_GROUP = "groupsnapshot.storage.k8s.io"
+VOLUME_GROUP_SNAPSHOT = Resource(
+    GROUP_SNAPSHOT_GROUP, "v1", "volumegroupsnapshots", "VolumeGroupSnapshot", True
+)
+VOLUME_GROUP_SNAPSHOT_CONTENT = Resource(
+    GROUP_SNAPSHOT_GROUP, "v1", "volumegroupsnapshotcontents", "VolumeGroupSnapshotContent", False
+)
+VOLUME_GROUP_SNAPSHOT_CLASS = Resource(
+    GROUP_SNAPSHOT_GROUP, "v1", "volumegroupsnapshotclasses", "VolumeGroupSnapshotClass", False
+)
 SNAPSHOT_EXPORT = Resource(
     OUR_GROUP, "v1alpha1", "elasticsansnapshotexports", "ElasticSanSnapshotExport", True
 )
@@ -53,6 +63,13 @@ ANN_BEING_CREATED = "snapshot.storage.kubernetes.io/volumesnapshot-being-created
 ANN_BEING_DELETED = "snapshot.storage.kubernetes.io/volumesnapshot-being-deleted"
 ANN_ALLOW_VOLUME_MODE_CHANGE = "snapshot.storage.kubernetes.io/allow-volume-mode-change"
 FIN_CONTENT_BOUND = "snapshot.storage.kubernetes.io/volumesnapshotcontent-bound-protection"
+
+# The group snapshotter contract (external-snapshotter pkg/utils/util.go).
+ANN_GROUP_BEING_CREATED = "groupsnapshot.storage.kubernetes.io/volumegroupsnapshot-being-created"
+ANN_GROUP_BEING_DELETED = "groupsnapshot.storage.kubernetes.io/volumegroupsnapshot-being-deleted"
+ANN_GROUP_MEMBER_HANDLE = "groupsnapshot.storage.k8s.io/volumeGroupSnapshotHandle"
+"""On a member VolumeSnapshotContent: the handle of the group it belongs to."""
+FIN_GROUP_CONTENT_BOUND = "groupsnapshot.storage.kubernetes.io/volumegroupsnapshotcontent-bound-protection"
 
 # The provisioner contract (kube-controller-manager, sig-storage-lib-external-provisioner).
 ANN_STORAGE_PROVISIONER = "volume.kubernetes.io/storage-provisioner"
@@ -67,5 +84,9 @@ FIN_CLAIM_PROVISIONING = f"{DRIVER_NAME}/provisioning-protection"
 """On a claim from just before its Azure volume is created until its PV exists."""
 ANN_PROVISIONING_VOLUME = f"{DRIVER_NAME}/provisioning-volume-id"
 """On a claim being provisioned: the ARM ID of the volume made for it."""
+ANN_GROUP_CONSISTENCY = f"{DRIVER_NAME}/consistency"
+"""On a VolumeGroupSnapshotContent: the consistency level the cut achieved."""
+ANN_GROUP_CUT_WINDOW = f"{DRIVER_NAME}/cut-window-seconds"
+"""On a VolumeGroupSnapshotContent: seconds from the first member's accepted PUT to the last one's."""
 
 ISCSI_DRIVER = "iscsi.csi.k8s.io"

@@ -30,7 +30,11 @@ def _slim_snapshot(body: Body) -> Body:
     return {
         "apiVersion": body.get("apiVersion"),
         "kind": body.get("kind"),
-        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion") if k in meta},
+        "metadata": {
+            k: meta[k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "ownerReferences")
+            if k in meta
+        },
         "spec": body.get("spec") or {},
         "status": {k: v for k, v in (body.get("status") or {}).items() if k in ("readyToUse",)},
     }
@@ -44,6 +48,12 @@ def _slim_claim(body: Body) -> Body:
         "spec": {k: spec[k] for k in ("storageClassName", "volumeName") if k in spec},
         "status": {k: v for k, v in (body.get("status") or {}).items() if k == "phase"},
     }
+
+
+def _group_member(vs: Body) -> bool:
+    """Members of a VolumeGroupSnapshot have no class by design; the group explains itself."""
+    owners = (vs.get("metadata") or {}).get("ownerReferences") or []
+    return any(owner.get("kind") == "VolumeGroupSnapshot" for owner in owners)
 
 
 @dataclass(kw_only=True, eq=False)
@@ -67,7 +77,7 @@ class SnapshotWatcher(Reconciler):
 
     async def reconcile(self, key: str) -> Outcome:
         vs = self.snapshots.get(key)
-        if vs is None or (vs.get("status") or {}).get("readyToUse"):
+        if vs is None or (vs.get("status") or {}).get("readyToUse") or _group_member(vs):
             return None
         spec = vs.get("spec") or {}
         claim_name = (spec.get("source") or {}).get("persistentVolumeClaimName")

@@ -2,10 +2,11 @@
 
 etcd, kube-apiserver (RBAC, service-account signing keys, an admin client
 certificate), kube-controller-manager (PV binder, garbage collector,
-namespaces, service accounts) and the upstream snapshot-controller run as
-child processes in a temporary directory, on free ports. The VolumeSnapshot
-CRDs come from the external-snapshotter ``client/v8`` module in the Go module
-cache. Every child gets SIGKILL if this process dies, so nothing is left
+namespaces, service accounts) and the upstream snapshot-controller (with the
+``CSIVolumeGroupSnapshot`` feature gate on) run as child processes in a
+temporary directory, on free ports. The VolumeSnapshot and
+VolumeGroupSnapshot CRDs come from the external-snapshotter ``client/v8``
+module in the Go module cache. Every child gets SIGKILL if this process dies, so nothing is left
 running when a test run is interrupted.
 """
 
@@ -41,7 +42,12 @@ SNAPSHOT_CRD_FILES = (
     "snapshot.storage.k8s.io_volumesnapshotclasses.yaml",
     "snapshot.storage.k8s.io_volumesnapshotcontents.yaml",
     "snapshot.storage.k8s.io_volumesnapshots.yaml",
+    "groupsnapshot.storage.k8s.io_volumegroupsnapshotclasses.yaml",
+    "groupsnapshot.storage.k8s.io_volumegroupsnapshotcontents.yaml",
+    "groupsnapshot.storage.k8s.io_volumegroupsnapshots.yaml",
 )
+# external-snapshotter v8.6 still gates VolumeGroupSnapshots (Beta, default off).
+SNAPSHOT_CONTROLLER_FEATURE_GATES = "CSIVolumeGroupSnapshot=true"
 # kube-controller-manager controllers the project relies on: PV/PVC binding,
 # ownerReference garbage collection, namespace teardown and default service accounts.
 CONTROLLERS = (
@@ -349,7 +355,7 @@ class LocalCluster:
         for filename in SNAPSHOT_CRD_FILES:
             path = self.artifacts.snapshot_crds / filename
             if not path.exists():
-                raise ClusterError(f"VolumeSnapshot CRD {path} not found in the Go module cache")
+                raise ClusterError(f"snapshot CRD {path} not found in the Go module cache")
             self.request(
                 "POST",
                 "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
@@ -376,6 +382,7 @@ class LocalCluster:
                 # The defaults (5 QPS, burst 10) make snapshot-controller the bottleneck.
                 "--kube-api-qps=100",
                 "--kube-api-burst=200",
+                f"--feature-gates={SNAPSHOT_CONTROLLER_FEATURE_GATES}",
                 "--v=2",
                 *self._snapshot_controller_args,
             ],

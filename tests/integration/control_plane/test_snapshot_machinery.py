@@ -206,3 +206,82 @@ def test_api_server_enforces_volumesnapshot_crd_validation(api_client: k8s.ApiCl
             SNAPSHOT_GROUP, SNAPSHOT_VERSION, namespace, "volumesnapshots", "both-sources"
         )
     assert missing.value.status == 404
+
+
+GROUP_SNAPSHOT_GROUP = "groupsnapshot.storage.k8s.io"
+
+
+def test_snapshot_controller_creates_group_content_for_the_volume_driver(
+    api_client: k8s.ApiClient, namespace: str, bound_claim: tuple[str, str]
+) -> None:
+    """The group CRDs are served and snapshot-controller runs its group controller (feature gate on)."""
+    custom = k8s.CustomObjectsApi(api_client)
+    core = k8s.CoreV1Api(api_client)
+    pvc_name, pv_name = bound_claim
+    core.patch_namespaced_persistent_volume_claim(
+        pvc_name, namespace, {"metadata": {"labels": {"app": "db"}}}
+    )
+    class_name = f"esan-group-{uuid.uuid4().hex[:8]}"
+    custom.create_cluster_custom_object(
+        GROUP_SNAPSHOT_GROUP,
+        "v1",
+        "volumegroupsnapshotclasses",
+        {
+            "apiVersion": f"{GROUP_SNAPSHOT_GROUP}/v1",
+            "kind": "VolumeGroupSnapshotClass",
+            "metadata": {"name": class_name},
+            # The group class driver must equal the PV's CSI driver.
+            "driver": "iscsi.csi.k8s.io",
+            "deletionPolicy": "Retain",
+        },
+    )
+    custom.create_namespaced_custom_object(
+        GROUP_SNAPSHOT_GROUP,
+        "v1",
+        namespace,
+        "volumegroupsnapshots",
+        {
+            "apiVersion": f"{GROUP_SNAPSHOT_GROUP}/v1",
+            "kind": "VolumeGroupSnapshot",
+            "metadata": {"name": "group"},
+            "spec": {
+                "volumeGroupSnapshotClassName": class_name,
+                "source": {"selector": {"matchLabels": {"app": "db"}}},
+            },
+        },
+    )
+
+    def bound_content_name() -> str | None:
+        vgs = custom.get_namespaced_custom_object(
+            GROUP_SNAPSHOT_GROUP, "v1", namespace, "volumegroupsnapshots", "group"
+        )
+        name: str | None = (vgs.get("status") or {}).get("boundVolumeGroupSnapshotContentName")
+        return name
+
+    content_name = wait_for("snapshot-controller to create the group content", bound_content_name, timeout=60)
+    vgs = custom.get_namespaced_custom_object(
+        GROUP_SNAPSHOT_GROUP, "v1", namespace, "volumegroupsnapshots", "group"
+    )
+    content = custom.get_cluster_custom_object(
+        GROUP_SNAPSHOT_GROUP, "v1", "volumegroupsnapshotcontents", content_name
+    )
+    pv = core.read_persistent_volume(pv_name)
+    assert content_name == f"groupsnapcontent-{vgs['metadata']['uid']}"
+    assert content["spec"]["driver"] == "iscsi.csi.k8s.io"
+    assert content["spec"]["source"]["volumeHandles"] == [pv.spec.csi.volume_handle]
+    assert content["spec"]["volumeGroupSnapshotRef"]["uid"] == vgs["metadata"]["uid"]
+    # Nothing snapshots groups here: no handle appears.
+    assert "volumeGroupSnapshotHandle" not in (content.get("status") or {})
+    custom.delete_namespaced_custom_object(
+        GROUP_SNAPSHOT_GROUP, "v1", namespace, "volumegroupsnapshots", "group"
+    )
+    custom.patch_cluster_custom_object(
+        GROUP_SNAPSHOT_GROUP,
+        "v1",
+        "volumegroupsnapshotcontents",
+        content_name,
+        {"metadata": {"finalizers": None}},
+    )
+    custom.delete_cluster_custom_object(
+        GROUP_SNAPSHOT_GROUP, "v1", "volumegroupsnapshotcontents", content_name
+    )

@@ -27,8 +27,13 @@ from node_support import checked_node
 
 
 @pytest.fixture(scope="module")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
-    process = seeded_emulator(tmp_path_factory.mktemp("emulator"))
+def emulator(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[EmulatorProcess]:
+    """Extra emulator flags come from the test module's ``EMULATOR_ARGS``, if it has one."""
+    process = seeded_emulator(
+        tmp_path_factory.mktemp("emulator"), extra_args=getattr(request.module, "EMULATOR_ARGS", ())
+    )
     try:
         yield process
     finally:

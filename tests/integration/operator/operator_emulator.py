@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from operator_scenario import FAST, RESOURCE_GROUP, SAN, VOLUME_GROUP
@@ -10,7 +11,7 @@ from operator_scenario import FAST, RESOURCE_GROUP, SAN, VOLUME_GROUP
 from elasticsan_snapshotter.emulator.process import EmulatorProcess
 
 
-def seeded_emulator(state: Path) -> EmulatorProcess:
+def seeded_emulator(state: Path, *, extra_args: Sequence[str] = ()) -> EmulatorProcess:
     """An emulator (started) whose state lives in ``state``, seeded with the SAN and group the tests use."""
     state.mkdir(parents=True, exist_ok=True)
     seed = state / "seed.json"
@@ -30,6 +31,6 @@ def seeded_emulator(state: Path) -> EmulatorProcess:
             }
         )
     )
-    process = EmulatorProcess(state / "state", seed=seed, extra_args=FAST)
+    process = EmulatorProcess(state / "state", seed=seed, extra_args=(*FAST, *extra_args))
     process.start()
     return process

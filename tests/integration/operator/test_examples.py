@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from azure.mgmt.elasticsan import ElasticSanMgmtClient
+from group_scenario import Groups
 from operator_scenario import FAST, Kube, StartOperator
 
 from elasticsan_snapshotter.emulator.process import EmulatorProcess
@@ -92,3 +93,17 @@ def test_examples_as_written(
     assert restored.creation_data.source_id.endswith(f"/snapshots/snapshot-{vs['metadata']['uid']}")
     shown = kubectl(artifacts, cluster, namespace, "get", "volumesnapshot", "my-data-snapshot")
     assert "true" in shown.splitlines()[1]
+
+    for name in ("volumegroupsnapshotclass.yaml", "volumegroupsnapshot.yaml"):
+        kubectl(artifacts, cluster, namespace, "apply", "-f", str(EXAMPLES / name))
+    group = Groups(kube, namespace)
+    group.wait_ready("my-app-group")
+    [member] = group.wait_members_ready("my-app-group", 1)
+    assert member["spec"]["source"]["persistentVolumeClaimName"] == "my-data"
+    handle = group.content_of("my-app-group")["status"]["volumeGroupSnapshotHandle"]
+    [cut] = [
+        s
+        for s in esan.volume_snapshots.list_by_volume_group("my-rg", "my-elastic-san", "my-volume-group")
+        if s.name.startswith(f"{handle}-")
+    ]
+    assert cut.creation_data.source_id.endswith("/volumes/my-volume")
