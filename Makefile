@@ -18,9 +18,11 @@ $(VENV)/.installed: pyproject.toml
 binaries:
 	$(PYTHON) hack/build_binaries.py
 
-# gRPC stubs for CSI, generated from the pinned csi.proto in the Go module cache (never committed).
+# gRPC stubs for CSI, generated from the pinned csi.proto in the Go module cache, and for the
+# freeze agent from our own freeze.proto (never committed).
 stubs: install
 	$(BIN)/python hack/generate_csi_stubs.py
+	$(BIN)/python hack/generate_freeze_stubs.py
 
 lint: install stubs
 	$(BIN)/ruff check .
