@@ -61,9 +61,7 @@ def wanted_stamp(version: str, proto_sha: str) -> dict[str, str]:
     }
 
 
-def up_to_date(
-    wanted: dict[str, str], out_dir: Path = OUT_DIR, outputs: tuple[str, ...] = OUTPUTS
-) -> bool:
+def up_to_date(wanted: dict[str, str], out_dir: Path = OUT_DIR, outputs: tuple[str, ...] = OUTPUTS) -> bool:
     try:
         stamp = json.loads((out_dir / STAMP.name).read_text())
     except (OSError, ValueError):

@@ -100,6 +100,29 @@ OLDEST_UNREADY_SECONDS = Gauge(
 )
 
 
+# --- freezes (operator and freeze agent) --------------------------------------------------
+
+FREEZE_WINDOW_SECONDS = Histogram(
+    "freeze_window_seconds",
+    "Time file systems of a group were frozen, from the first freeze to the last thaw.",
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0),
+)
+FREEZE_LEASES_EXPIRED = Counter(
+    "freeze_leases_expired",
+    "Freeze leases that ran out before they were thawed on request (agent: thawed by its timer).",
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+)
+FREEZE_PROOFS_FAILED = Counter(
+    "freeze_proofs_failed",
+    "Group cuts whose freeze could not be proven to cover the cut, so not file-system consistent.",
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+)
+
+
 def creation_age(body: Mapping[str, Any]) -> float | None:
     stamp = (body.get("metadata") or {}).get("creationTimestamp")
     if not stamp:
@@ -130,6 +153,9 @@ __all__ = [
     "AZURE_CALL_DURATION",
     "AZURE_PACING_WAIT",
     "AZURE_THROTTLED_RESPONSES",
+    "FREEZE_LEASES_EXPIRED",
+    "FREEZE_PROOFS_FAILED",
+    "FREEZE_WINDOW_SECONDS",
     "NAMESPACE",
     "OLDEST_UNREADY_SECONDS",
     "REGISTRY",
