@@ -134,14 +134,17 @@ class FreezeCoordinator:
         boots: Mapping[str, str],
         pods_after: Callable[[], Awaitable[Iterable[tuple[str, str, str]]]],
     ) -> Proof:
-        read = await asyncio.gather(
-            *(self.agents[n].get_lease(lease_id) for n in plan.nodes), return_exceptions=True
-        )
-        leases = {n: (v if isinstance(v, LeaseView) else None) for n, v in zip(plan.nodes, read, strict=True)}
-        for lease in leases.values():
-            if lease is not None and lease.state is LeaseState.EXPIRED:
+        async def read(node: str) -> tuple[str, LeaseView]:
+            agent = self.agents[node]
+            identity, lease = await asyncio.gather(agent.identity(), agent.get_lease(lease_id))
+            return identity.boot_id, lease
+
+        reads = await asyncio.gather(*(read(n) for n in plan.nodes), return_exceptions=True)
+        after = {n: (r if isinstance(r, tuple) else None) for n, r in zip(plan.nodes, reads, strict=True)}
+        for found in after.values():
+            if found is not None and found[1].state is LeaseState.EXPIRED:
                 metrics.FREEZE_LEASES_EXPIRED.inc()
-        return prove(plan, boots, leases, await pods_after())
+        return prove(plan, boots, after, await pods_after())
 
 
 async def release(agents: Mapping[str, FreezeAgentPort], lease_id: str, nodes: Iterable[str]) -> None:

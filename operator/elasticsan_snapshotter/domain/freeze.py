@@ -225,26 +225,27 @@ class Proof:
 def prove(
     plan: FreezePlan,
     boots: Mapping[str, str],
-    leases: Mapping[str, LeaseView | None],
+    after: Mapping[str, tuple[str, LeaseView] | None],
     pods_after: Iterable[tuple[str, str, str]],
 ) -> Proof:
     """Did the freeze cover the cut? ``boots``: the boot ID each node's agent had when it froze;
-    ``leases``: each node's lease as read after the cut (``None`` when it could not be read);
-    ``pods_after``: (node, pod UID, PV) triples mounting the members after the cut."""
+    ``after``: each node's agent boot and lease as read after the cut (``None`` when they could
+    not be read); ``pods_after``: (node, pod UID, PV) triples mounting the members after the cut."""
     reasons: list[str] = []
     for node in plan.nodes:
-        lease = leases.get(node)
-        if lease is None:
+        read = after.get(node)
+        if read is None:
             reasons.append(f"node {node}: the lease could not be read after the cut")
             continue
+        boot, lease = read
         if lease.state is not LeaseState.ACTIVE:
             reasons.append(f"node {node}: lease {lease.lease_id} is {lease.state.value}, not Active")
-        if lease.boot_id != boots.get(node):
-            reasons.append(f"node {node}: the agent restarted during the cut (boot {lease.boot_id})")
-    before, after = plan.pods(), frozenset(pods_after)
-    for node, pod, pv in sorted(before - after):
+        if boot != boots.get(node) or lease.boot_id != boots.get(node):
+            reasons.append(f"node {node}: the agent restarted during the cut (now boot {boot})")
+    before, now = plan.pods(), frozenset(pods_after)
+    for node, pod, pv in sorted(before - now):
         reasons.append(f"node {node}: pod {pod} no longer mounts {pv}")
-    for node, pod, pv in sorted(after - before):
+    for node, pod, pv in sorted(now - before):
         reasons.append(f"node {node}: pod {pod} began to mount {pv} during the cut")
     return Proof(proven=not reasons, reasons=tuple(reasons))
 

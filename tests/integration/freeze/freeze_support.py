@@ -112,6 +112,22 @@ with open(progress, "a", buffering=1) as log:
 """
 
 
+ALTERNATING_WRITER = r"""
+import os, sys, time
+volumes, progress = sys.argv[1:-1], sys.argv[-1]
+fds = [os.open(os.path.join(v, "records.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) for v in volumes]
+with open(progress, "a", buffering=1) as log:
+    seq = 0
+    while True:
+        fd = fds[seq % len(fds)]
+        os.write(fd, f"{seq} {time.time():.6f}\n".encode())
+        os.fsync(fd)
+        log.write(f"{seq} {time.time():.6f}\n")
+        seq += 1
+        time.sleep(0.002)
+"""
+
+
 @dataclass
 class Writer:
     """Appends fsynced, numbered records to a file on a volume; logs each one done outside it."""
@@ -133,6 +149,15 @@ class Writer:
                 return True
             time.sleep(0.05)
         return False
+
+    def done_between(self, start: float, end: float) -> list[int]:
+        """Records whose write and fsync completed between two wall-clock times."""
+        done = []
+        for line in self.progress.read_text().splitlines():
+            seq, stamp = line.split()
+            if start < float(stamp) < end:
+                done.append(int(seq))
+        return done
 
     def stalled(self, over: float = 1.0) -> bool:
         # One record may complete after the freeze returned; none after that.
@@ -185,10 +210,14 @@ class Node:
         self.kubelet_root.mkdir(parents=True)
         self._loops: list[str] = []
         self._mounts: list[Path] = []
+        self._images: dict[Path, Path] = {}
         self._processes: list[subprocess.Popen[bytes]] = []
 
     def volume_path(self, pod_uid: str, pv: str) -> Path:
         return self.kubelet_root / "pods" / pod_uid / "volumes" / CSI / pv / "mount"
+
+    def image_of(self, mountpoint: Path) -> Path:
+        return self._images[mountpoint]
 
     def make_fs(self, mountpoint: Path, size_mb: int = 16) -> Path:
         """A fresh ext4 on its own loop device, mounted at ``mountpoint``."""
@@ -196,6 +225,7 @@ class Node:
         image = self.base / f"disk-{uuid.uuid4().hex[:8]}.img"
         with image.open("wb") as handle:
             handle.truncate(size_mb * 2**20)
+        self._images[mountpoint] = image
         device = run("losetup", "--find", "--show", str(image))
         self._loops.append(device)
         run("mkfs.ext4", "-q", "-F", device)
@@ -212,9 +242,14 @@ class Node:
         self._mounts.append(target)
         return target
 
-    def start_writer(self, mount: Path) -> Writer:
+    def start_writer(self, mount: Path, *others: Path) -> Writer:
+        """A writer on ``mount``, or one that alternates between ``mount`` and ``others``."""
         progress = self.base / f"progress-{uuid.uuid4().hex[:6]}.log"
-        process = subprocess.Popen([sys.executable, "-c", WRITER, str(mount / "records.log"), str(progress)])
+        if others:
+            args = [ALTERNATING_WRITER, str(mount), *map(str, others), str(progress)]
+        else:
+            args = [WRITER, str(mount / "records.log"), str(progress)]
+        process = subprocess.Popen([sys.executable, "-c", *args])
         self._processes.append(process)
         writer = Writer(process, progress)
         assert writer.advancing(), "the writer never started writing"
@@ -314,6 +349,24 @@ def node(name: str) -> Iterator[Node]:
         yield stand_in
     finally:
         stand_in.close()
+
+
+def last_record(image: Path, scratch: Path) -> int | None:
+    """Restore a copied image (mount it, replaying its journal as a restore would) and read the
+    last complete record; None when the copy does not even mount."""
+    mountpoint = scratch / f"restore-{uuid.uuid4().hex[:6]}"
+    mountpoint.mkdir(parents=True)
+    if subprocess.run(
+        ["mount", "-o", "loop", str(image), str(mountpoint)], capture_output=True, check=False
+    ).returncode:
+        return None
+    try:
+        lines = (mountpoint / "records.log").read_text().splitlines()
+    finally:
+        subprocess.run(["umount", str(mountpoint)], capture_output=True, check=False)
+        mountpoint.rmdir()
+    complete = [line.split()[0] for line in lines if len(line.split()) == 2 and line.split()[0].isdigit()]
+    return int(complete[-1]) if complete else None
 
 
 def pod_uid() -> str:

@@ -83,8 +83,11 @@ PLAN = f.FreezePlan({"node-1": (f.Target(UID_A, "pv-1"),), "node-2": (f.Target(U
 PODS = [("node-1", UID_A, "pv-1"), ("node-2", UID_B, "pv-2")]
 
 
-def lease(node: str, state: f.LeaseState = f.LeaseState.ACTIVE, boot: str | None = None) -> f.LeaseView:
-    return f.LeaseView("lease", state, boot or f"boot-{node}", node, (), 0.0)
+def lease(
+    node: str, state: f.LeaseState = f.LeaseState.ACTIVE, boot: str | None = None
+) -> tuple[str, f.LeaseView]:
+    """What the proof reads from one node: the agent's boot now, and the lease."""
+    return boot or f"boot-{node}", f.LeaseView("lease", state, f"boot-{node}", node, (), 0.0)
 
 
 def test_the_proof_holds_when_every_lease_is_active_under_the_same_boot_with_the_same_pods() -> None:
