@@ -115,6 +115,12 @@ FREEZE_LEASES_EXPIRED = Counter(
     namespace=NAMESPACE,
     registry=REGISTRY,
 )
+FREEZE_OVERDUE_SECONDS = Gauge(
+    "freeze_overdue_seconds",
+    "Freeze agent: how long the worst file system has stayed frozen past the end of its lease (0: none).",
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+)
 FREEZE_PROOFS_FAILED = Counter(
     "freeze_proofs_failed",
     "Group cuts whose freeze could not be proven to cover the cut, so not file-system consistent.",
@@ -154,6 +160,7 @@ __all__ = [
     "AZURE_PACING_WAIT",
     "AZURE_THROTTLED_RESPONSES",
     "FREEZE_LEASES_EXPIRED",
+    "FREEZE_OVERDUE_SECONDS",
     "FREEZE_PROOFS_FAILED",
     "FREEZE_WINDOW_SECONDS",
     "NAMESPACE",

@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 
+from elasticsan_snapshotter import metrics
 from elasticsan_snapshotter.domain.freeze import MAX_TTL_SECONDS
 from elasticsan_snapshotter.freeze._stubs import LocalStub, add_agent_servicer, add_local_servicer, pb
 from elasticsan_snapshotter.freeze.journal import Journal
@@ -26,6 +27,8 @@ from elasticsan_snapshotter.freeze.tls import CLIENT_NAME, TlsFiles, server_cred
 log = logging.getLogger(__name__)
 
 GRACE_SECONDS = 5.0
+RETRY_SECONDS = 5.0
+"""How often a thaw that failed is tried again."""
 DEFAULT_KEEP_RESULTS = 3600.0
 
 
@@ -78,16 +81,25 @@ async def run(config: AgentConfig, stop: asyncio.Event, ready: asyncio.Event | N
         book.boot_id,
         extra={"node": config.node_name, "boot_id": book.boot_id},
     )
+    metrics.FREEZE_OVERDUE_SECONDS.set_function(book.overdue_seconds)
+    retry = asyncio.create_task(_retry_thaws(book))
     if ready is not None:
         ready.set()
     try:
         await stop.wait()
     finally:
+        retry.cancel()
         thawed = await book.thaw_all()
         if thawed:
             log.warning("stopping: thawed leases %s", ", ".join(thawed))
         await asyncio.gather(server.stop(GRACE_SECONDS), local.stop(GRACE_SECONDS))
         config.local_socket.unlink(missing_ok=True)
+
+
+async def _retry_thaws(book: LeaseBook) -> None:
+    while True:
+        await asyncio.sleep(RETRY_SECONDS)
+        await book.retry_unthawed()
 
 
 async def thaw_all_through(local_socket: Path) -> list[str]:

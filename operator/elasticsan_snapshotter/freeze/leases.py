@@ -45,6 +45,8 @@ class LeaseBook:
         self._records: dict[str, LeaseRecord] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._expiries: set[asyncio.Task[None]] = set()
+        self._unthawed: dict[str, tuple[FrozenMount, float]] = {}
+        """Device → (mount, when it should have been thawed), for thaws that failed."""
         self._lock = asyncio.Lock()
 
     # --- start and stop ---------------------------------------------------------------------
@@ -168,27 +170,50 @@ class LeaseBook:
 
     async def _end(self, record: LeaseRecord, state: LeaseState) -> None:
         self._cancel_timer(record.lease_id)
-        await self._thaw_mounts(_unique(m for m in record.mounts if not m.busy))
+        await self._thaw_mounts(
+            _unique(m for m in record.mounts if not m.busy), min(record.expires_at, time.time())
+        )
         record.state = state.value
         record.ended_at = time.time()
 
-    async def _thaw_mounts(self, mounts: Sequence[FrozenMount]) -> None:
+    async def _thaw_mounts(self, mounts: Sequence[FrozenMount], due: float = 0.0) -> None:
+        """Thaw each mount; one that fails is kept, retried by ``retry_unthawed`` and reported as overdue."""
         for mount in mounts:
-            path = Path(mount.mount_path)
-            try:
-                if device_of((await asyncio.to_thread(path.stat)).st_dev) != mount.device:
-                    raise FileNotFoundError(path)
-            except OSError:
-                # The pod's mount is gone (or replaced); the file system may still be mounted elsewhere.
-                other = mount_of_device(mount.device, self.resolver.mountinfo)
-                if other is None:
-                    log.error("cannot thaw %s (%s): no longer mounted anywhere", path, mount.device)
-                    continue
-                path = other
-            try:
-                await asyncio.to_thread(ioctl.thaw, path)
-            except OSError as exc:  # keep thawing the others
-                log.error("thawing %s failed: %s", path, exc)
+            if await self._thaw_one(mount):
+                self._unthawed.pop(mount.device, None)
+            else:
+                self._unthawed.setdefault(mount.device, (mount, due or time.time()))
+
+    async def _thaw_one(self, mount: FrozenMount) -> bool:
+        path = Path(mount.mount_path)
+        try:
+            if device_of((await asyncio.to_thread(path.stat)).st_dev) != mount.device:
+                raise FileNotFoundError(path)
+        except OSError:
+            # The pod's mount is gone (or replaced); the file system may still be mounted elsewhere.
+            other = mount_of_device(mount.device, self.resolver.mountinfo)
+            if other is None:
+                log.error("cannot thaw %s (%s): no longer mounted anywhere", path, mount.device)
+                return False
+            path = other
+        try:
+            await asyncio.to_thread(ioctl.thaw, path)
+        except OSError as exc:
+            log.error("thawing %s failed: %s", path, exc)
+            return False
+        return True
+
+    async def retry_unthawed(self) -> None:
+        async with self._lock:
+            for mount, due in list(self._unthawed.values()):
+                await self._thaw_mounts([mount], due)
+
+    def overdue_seconds(self) -> float:
+        """How long the worst file system has stayed frozen past the end of its lease (0: none)."""
+        now = time.time()
+        late = [now - r.expires_at for r in self._records.values() if not r.ended]
+        late += [now - due for _, due in self._unthawed.values()]
+        return max([0.0, *late])
 
     def _cancel_timer(self, lease_id: str) -> None:
         timer = self._timers.pop(lease_id, None)

@@ -7,6 +7,7 @@ frozen) and a writer that appends fsynced records: it must stall while frozen an
 from __future__ import annotations
 
 import asyncio
+import errno
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,9 @@ from elasticsan_snapshotter.domain.freeze import (
     LeaseState,
     Target,
 )
+from elasticsan_snapshotter.freeze import ioctl
+from elasticsan_snapshotter.freeze.journal import Journal
+from elasticsan_snapshotter.freeze.leases import LeaseBook
 from elasticsan_snapshotter.freeze.mounts import MountResolver
 
 
@@ -280,3 +284,32 @@ async def test_stop_and_the_prestop_hook_thaw_every_lease(node_a: Node, pki: Pki
         await client.close()
     assert agent.stop() == 0
     assert not is_frozen(mount)
+
+
+async def test_a_thaw_that_fails_is_reported_overdue_and_retried(
+    node_a: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uid = pod_uid()
+    mount = node_a.mount_volume(uid, "pv-eio")
+    book = LeaseBook(
+        MountResolver(node_a.kubelet_root, (Path("/"),)),
+        Journal(node_a.state_dir),
+        node_name="node-a",
+        max_ttl=60,
+        keep_results=60,
+    )
+    await book.freeze("lease-eio", [Target(uid, "pv-eio")], 60)
+    assert book.overdue_seconds() == 0
+
+    def failing_thaw(path: Path) -> bool:
+        raise OSError(errno.EIO, "injected")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ioctl, "thaw", failing_thaw)
+        was_active, _ = await book.thaw("lease-eio")
+    assert was_active
+    assert is_frozen(mount)
+    assert book.overdue_seconds() > 0  # alerting material: frozen although the lease has ended
+    await book.retry_unthawed()
+    assert not is_frozen(mount)
+    assert book.overdue_seconds() == 0
