@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: test lint binaries cluster install stubs demo
+.PHONY: test lint binaries cluster install stubs demo bench-freeze
 
 install: $(VENV)/.installed
 
@@ -39,3 +39,7 @@ cluster: install binaries
 # The first five minutes: control plane, emulator, operator, snapshot, restore and export, then clean up.
 demo: install binaries
 	$(BIN)/elasticsan-snapshotter demo
+
+# The freeze window of FilesystemConsistent groups (2, 5, 10 members; 0 and 200 ms cuts); root and loop devices.
+bench-freeze: install stubs
+	$(BIN)/python hack/bench_freeze.py

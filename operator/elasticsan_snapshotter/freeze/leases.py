@@ -138,20 +138,23 @@ class LeaseBook:
     # --- inside -----------------------------------------------------------------------------
 
     async def _freeze_all(self, record: LeaseRecord) -> None:
-        frozen: list[FrozenMount] = []
-        try:
-            for mount in _unique(record.mounts):
-                try:
-                    await asyncio.to_thread(ioctl.freeze, Path(mount.mount_path))
-                except FrozenBySomeoneElse:
-                    for same in record.mounts:
-                        same.busy = same.busy or same.device == mount.device
-                    await self._save()  # so that not even a restart thaws it
-                    raise
-                frozen.append(mount)
-        except BaseException:
-            await self._thaw_mounts(frozen)
-            raise
+        """Freeze every file system at once (each freeze flushes its own); on any failure thaw
+        the ones that froze and raise, a file system frozen by someone else first."""
+        mounts = _unique(record.mounts)
+        results = await asyncio.gather(
+            *(asyncio.to_thread(ioctl.freeze, Path(m.mount_path)) for m in mounts), return_exceptions=True
+        )
+        errors = [(m, r) for m, r in zip(mounts, results, strict=True) if isinstance(r, BaseException)]
+        if not errors:
+            return
+        busy = {m.device for m, r in errors if isinstance(r, FrozenBySomeoneElse)}
+        if busy:
+            for mount in record.mounts:
+                mount.busy = mount.device in busy
+            await self._save()  # so that not even a restart thaws them
+        failed = {m.device for m, _ in errors}
+        await self._thaw_mounts([m for m in mounts if m.device not in failed])
+        raise next((r for _, r in errors if isinstance(r, FrozenBySomeoneElse)), errors[0][1])
 
     def _start_expiry(self, lease_id: str) -> None:
         task = asyncio.get_running_loop().create_task(self._expire(lease_id))
@@ -178,8 +181,9 @@ class LeaseBook:
 
     async def _thaw_mounts(self, mounts: Sequence[FrozenMount], due: float = 0.0) -> None:
         """Thaw each mount; one that fails is kept, retried by ``retry_unthawed`` and reported as overdue."""
-        for mount in mounts:
-            if await self._thaw_one(mount):
+        thawed = await asyncio.gather(*(self._thaw_one(m) for m in mounts))
+        for mount, ok in zip(mounts, thawed, strict=True):
+            if ok:
                 self._unthawed.pop(mount.device, None)
             else:
                 self._unthawed.setdefault(mount.device, (mount, due or time.time()))
