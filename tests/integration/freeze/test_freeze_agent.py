@@ -102,7 +102,7 @@ async def test_the_agent_thaws_by_itself_at_the_ttl(node_a: Node, pki: Pki) -> N
     await agent.start()
     client = agent.client()
     try:
-        await client.freeze("lease-ttl", [Target(uid, "pv-ttl")], 2.0)
+        await client.freeze("lease-ttl", [Target(uid, "pv-ttl")], 4.0)
         assert is_frozen(mount)
         assert writer.stalled(over=0.5)
         await wait_state(agent, "lease-ttl", LeaseState.EXPIRED)

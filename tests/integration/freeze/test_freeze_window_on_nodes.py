@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from subprocess import PIPE
 
 import pytest
 from freeze_support import AgentProcess, Node, Writer, is_frozen, last_record, make_pki, node, pod_uid
@@ -181,3 +183,60 @@ async def test_an_agent_restarted_during_the_cut_voids_the_proof(cluster: Cluste
     assert "ThawedOnRestart" in reasons
     assert "restarted during the cut" in reasons
     assert not any(is_frozen(m) for m in cluster.mounts.values())
+
+
+OPERATOR = r"""
+import asyncio, sys
+from pathlib import Path
+from elasticsan_snapshotter.domain.freeze import FILESYSTEM_CONSISTENT, FreezePolicy, MemberMount
+from elasticsan_snapshotter.freeze.client import AgentClient
+from elasticsan_snapshotter.freeze.tls import TlsFiles
+from elasticsan_snapshotter.freeze_window import FreezeCoordinator
+
+async def main():
+    tls = TlsFiles(*map(Path, sys.argv[1:4]))
+    members, clients = [], {}
+    for spec in sys.argv[4:]:
+        node, address, uid, pv = spec.split(",")
+        clients[node] = AgentClient(address, tls)
+        members.append(MemberMount(pv, pv, ((node, uid),)))
+
+    async def nothing():
+        return None
+
+    async def cut():
+        print("cutting", flush=True)
+        await asyncio.Event().wait()  # killed here, frozen
+
+    policy = FreezePolicy(FILESYSTEM_CONSISTENT, budget_seconds=4)
+    await FreezeCoordinator(clients).run("killed", policy, members, reserve=nothing, cut=cut, pods_after=nothing)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_killed_operator_leaves_nothing_frozen_past_the_ttl(cluster: Cluster) -> None:
+    tls = cluster.agents["node-a"].pki.operator
+    specs = [
+        f"{n},{cluster.agents[n].address},{uid},{m.pv_name}" for m in cluster.members for n, uid in m.mounts
+    ]
+    operator = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", OPERATOR, str(tls.cert), str(tls.key), str(tls.ca), *specs, stdout=PIPE
+    )
+    try:
+        assert operator.stdout is not None
+        async with asyncio.timeout(60):
+            assert await operator.stdout.readline() == b"cutting\n"
+        assert all(is_frozen(m) for m in cluster.mounts.values())
+        assert cluster.writer.stalled(over=0.5)
+    finally:
+        operator.kill()
+        await operator.wait()
+    for name in cluster.nodes:
+        async with asyncio.timeout(30):
+            while True:  # the agents' own timers, in their own processes
+                if (await cluster.clients[name].get_lease("killed")).state is LeaseState.EXPIRED:
+                    break
+                await asyncio.sleep(0.1)
+    assert not any(is_frozen(m) for m in cluster.mounts.values())
+    assert cluster.writer.advancing()
