@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from freeze_support import (
     make_pki,
     node,
     pod_uid,
+    short_dir,
 )
 
 from elasticsan_snapshotter.domain.errors import AlreadyExists, Forbidden, InvalidRequest, NotFound
@@ -313,3 +315,32 @@ async def test_a_thaw_that_fails_is_reported_overdue_and_retried(
     await book.retry_unthawed()
     assert not is_frozen(mount)
     assert book.overdue_seconds() == 0
+
+
+async def test_rotated_certificate_files_are_used_without_a_restart(tmp_path: Path) -> None:
+    stand_in = Node("rotating", short_dir("ess-rotate-"))
+    try:
+        old, new = make_pki(tmp_path / "old"), make_pki(tmp_path / "new")
+        agent = AgentProcess(stand_in, old)
+        first = await agent.start()
+        for source, name in (
+            (new.agent.cert, "tls.crt"),
+            (new.agent.key, "tls.key"),
+            (new.agent.ca, "ca.crt"),
+        ):
+            staged = agent.tls_dir / f".{name}"
+            shutil.copyfile(source, staged)
+            staged.replace(agent.tls_dir / name)
+        client = agent.client(new.operator)
+        try:
+            assert (await client.identity()).boot_id == first.boot_id  # same process, new certificates
+        finally:
+            await client.close()
+        client = agent.client(old.operator)
+        try:
+            with pytest.raises(AgentUnavailable):
+                await client.identity()
+        finally:
+            await client.close()
+    finally:
+        stand_in.close()
