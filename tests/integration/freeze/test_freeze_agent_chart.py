@@ -71,7 +71,7 @@ def signed_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
 def test_the_agent_is_off_unless_asked_for(artifacts: Artifacts) -> None:
     docs = render(artifacts)
     assert not [d for d in docs if d["kind"] == "DaemonSet"]
-    assert not [d for d in docs if "freeze" in d["metadata"]["name"]]
+    assert not [d for d in docs if "snapshotter-freeze-" in d["metadata"]["name"]]
 
 
 def test_the_daemonset_has_only_the_privileges_it_needs(artifacts: Artifacts) -> None:
@@ -198,6 +198,7 @@ def test_helm_installs_the_agent_without_rbac_and_renews_certificates_on_upgrade
         for line in rights.splitlines()[1:]
         if line and not line.startswith(" ") and not line.startswith("[")
     }
+    assert resources & BUILT_IN, rights  # the listing was read
     assert resources <= BUILT_IN, (
         f"the freeze agent's account may do more than any user: {resources - BUILT_IN}"
     )
