@@ -79,14 +79,13 @@ def main(args: argparse.Namespace) -> int:
     if not 0 < args.max_ttl <= 3600:
         print("error: --max-ttl must be more than 0 and at most 3600 seconds", file=sys.stderr)
         return 2
-    tls_dir = Path(args.tls_dir)
     config = AgentConfig(
         listen=args.listen,
         node_name=args.node_name,
         kubelet_root=Path(args.kubelet_root),
         state_dir=Path(args.state_dir),
         local_socket=Path(args.local_socket),
-        tls=TlsFiles(tls_dir / "tls.crt", tls_dir / "tls.key", tls_dir / "ca.crt"),
+        tls=TlsFiles.in_directory(Path(args.tls_dir)),
         client_name=args.client_name or CLIENT_NAME,
         host_root=Path(args.host_root),
         max_ttl=args.max_ttl,

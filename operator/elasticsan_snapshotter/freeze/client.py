@@ -6,7 +6,7 @@ address can be a pod IP. Status codes become domain errors here and nowhere else
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -98,4 +98,9 @@ class AgentClient:
         await self._channel.close()
 
 
-__all__ = ["CALL_TIMEOUT", "ERRORS", "AgentClient", "lease_view"]
+def connect(endpoints: Mapping[str, str], tls: TlsFiles) -> dict[str, AgentClient]:
+    """One client per node from node name → agent address (``<pod IP>:<port>`` of the DaemonSet's pod)."""
+    return {node: AgentClient(address, tls) for node, address in endpoints.items()}
+
+
+__all__ = ["CALL_TIMEOUT", "ERRORS", "AgentClient", "connect", "lease_view"]

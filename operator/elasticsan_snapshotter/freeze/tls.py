@@ -27,6 +27,11 @@ class TlsFiles:
     ca: Path
     """The CA that signs the other side's certificate."""
 
+    @classmethod
+    def in_directory(cls, directory: Path) -> TlsFiles:
+        """The layout of a ``kubernetes.io/tls`` Secret with ``ca.crt``, as the chart mounts it."""
+        return cls(directory / "tls.crt", directory / "tls.key", directory / "ca.crt")
+
     def read(self) -> tuple[bytes, bytes, bytes]:
         return self.cert.read_bytes(), self.key.read_bytes(), self.ca.read_bytes()
 

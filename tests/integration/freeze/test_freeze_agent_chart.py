@@ -53,7 +53,7 @@ def secret_files(secret: dict[str, Any], directory: Path) -> TlsFiles:
     directory.mkdir(parents=True)
     for key in ("tls.crt", "tls.key", "ca.crt"):
         (directory / key).write_bytes(base64.b64decode(secret["data"][key]))
-    return TlsFiles(directory / "tls.crt", directory / "tls.key", directory / "ca.crt")
+    return TlsFiles.in_directory(directory)
 
 
 def certificate(files: TlsFiles) -> x509.Certificate:

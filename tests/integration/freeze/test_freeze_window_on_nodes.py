@@ -28,7 +28,7 @@ from elasticsan_snapshotter.domain.freeze import (
     LeaseState,
     MemberMount,
 )
-from elasticsan_snapshotter.freeze.client import AgentClient
+from elasticsan_snapshotter.freeze.client import AgentClient, connect
 from elasticsan_snapshotter.freeze_window import FreezeCoordinator, WindowResult
 
 ROUNDS = 20
@@ -94,7 +94,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
             agents[name] = AgentProcess(stand_in, pki)
         for agent in agents.values():
             await agent.start()
-        clients = {name: agent.client() for name, agent in agents.items()}
+        clients = connect({name: agent.address for name, agent in agents.items()}, pki.operator)
         writer = node_a.start_writer(mounts["node-a"], mounts["node-b"])
         try:
             yield Cluster(nodes, agents, clients, members, mounts, writer, node_a.base / "copies")
@@ -189,7 +189,7 @@ OPERATOR = r"""
 import asyncio, sys
 from pathlib import Path
 from elasticsan_snapshotter.domain.freeze import FILESYSTEM_CONSISTENT, FreezePolicy, MemberMount
-from elasticsan_snapshotter.freeze.client import AgentClient
+from elasticsan_snapshotter.freeze.client import AgentClient, connect
 from elasticsan_snapshotter.freeze.tls import TlsFiles
 from elasticsan_snapshotter.freeze_window import FreezeCoordinator
 
