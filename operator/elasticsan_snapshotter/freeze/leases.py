@@ -197,8 +197,9 @@ class LeaseBook:
             # The pod's mount is gone (or replaced); the file system may still be mounted elsewhere.
             other = mount_of_device(mount.device, self.resolver.mountinfo)
             if other is None:
-                log.error("cannot thaw %s (%s): no longer mounted anywhere", path, mount.device)
-                return False
+                # Unmounted everywhere: nothing can write to it any more, and nothing can thaw it.
+                log.warning("not thawing %s (%s): no longer mounted anywhere", path, mount.device)
+                return True
             path = other
         try:
             await asyncio.to_thread(ioctl.thaw, path)

@@ -23,7 +23,7 @@ from elasticsan_snapshotter.domain.freeze import (
     NoFreezeAgent,
     Target,
 )
-from elasticsan_snapshotter.freeze_window import FreezeCoordinator, WindowStep
+from elasticsan_snapshotter.freeze_window import FreezeCoordinator, WindowStep, release
 
 pytestmark = pytest.mark.unit
 
@@ -242,3 +242,16 @@ async def test_unmounted_members_need_no_freeze_but_a_node_without_agent_fails()
         await FreezeCoordinator({"node-1": FakeAgent("node-1", [])}).run(
             "group-9", POLICY, MEMBERS, reserve=_nothing, cut=_nothing, pods_after=pods
         )
+
+
+async def test_a_restarted_operator_releases_a_recorded_lease_and_release_is_idempotent() -> None:
+    log: list[str] = []
+    nodes = agents(log)
+    for agent in nodes.values():
+        await agent.freeze("group-10", [], 10)
+    # What a new operator finds recorded: the lease and its nodes; it releases them.
+    await release(nodes, "group-10", ("node-1", "node-2", "node-gone"))
+    assert not any(a.frozen for a in nodes.values())
+    await release(nodes, "group-10", ("node-1", "node-2"))
+    await release(nodes, "never-frozen", ("node-1",))
+    assert log.count("thaw node-1") == 3
