@@ -22,7 +22,7 @@ ENV PIP_NO_CACHE_DIR=1 \
 COPY --from=go /usr/local/go /usr/local/go
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY hack/install_image.sh hack/generate_csi_stubs.py hack/build_binaries.py hack/versions.env ./hack/
+COPY hack/install_image.sh hack/generate_csi_stubs.py hack/generate_freeze_stubs.py hack/build_binaries.py hack/versions.env ./hack/
 COPY operator ./operator
 RUN sh hack/install_image.sh /src /opt/venv \
  && /opt/venv/bin/elasticsan-snapshotter --help > /dev/null

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: test test-fast lint binaries cluster install stubs demo bench bench-quick
+.PHONY: test test-fast lint binaries cluster install stubs demo bench bench-quick bench-freeze
 
 install: $(VENV)/.installed
 
@@ -18,9 +18,11 @@ $(VENV)/.installed: pyproject.toml
 binaries:
 	$(PYTHON) hack/build_binaries.py
 
-# gRPC stubs for CSI, generated from the pinned csi.proto in the Go module cache (never committed).
+# gRPC stubs for CSI, generated from the pinned csi.proto in the Go module cache, and for the
+# freeze agent from our own freeze.proto (never committed).
 stubs: install
 	$(BIN)/python hack/generate_csi_stubs.py
+	$(BIN)/python hack/generate_freeze_stubs.py
 
 lint: install stubs
 	$(BIN)/ruff check .
@@ -53,3 +55,7 @@ cluster: install binaries
 # The first five minutes: control plane, emulator, operator, snapshot, restore and export, then clean up.
 demo: install binaries
 	$(BIN)/elasticsan-snapshotter demo
+
+# The freeze window of FilesystemConsistent groups (2, 5, 10 members; 0 and 200 ms cuts); root and loop devices.
+bench-freeze: install stubs
+	$(BIN)/python hack/bench_freeze.py

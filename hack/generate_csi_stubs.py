@@ -61,24 +61,30 @@ def wanted_stamp(version: str, proto_sha: str) -> dict[str, str]:
     }
 
 
-def up_to_date(wanted: dict[str, str]) -> bool:
+def up_to_date(wanted: dict[str, str], out_dir: Path = OUT_DIR, outputs: tuple[str, ...] = OUTPUTS) -> bool:
     try:
-        stamp = json.loads(STAMP.read_text())
+        stamp = json.loads((out_dir / STAMP.name).read_text())
     except (OSError, ValueError):
         return False
     if {k: stamp.get(k) for k in wanted} != wanted:
         return False
     files = stamp.get("files", {})
-    return all((OUT_DIR / name).is_file() and sha256(OUT_DIR / name) == files.get(name) for name in OUTPUTS)
+    return all((out_dir / name).is_file() and sha256(out_dir / name) == files.get(name) for name in outputs)
 
 
-def generate(proto: Path, wanted: dict[str, str]) -> None:
+def generate(
+    proto: Path,
+    wanted: dict[str, str],
+    package_dir: Path = PACKAGE_DIR,
+    outputs: tuple[str, ...] = OUTPUTS,
+) -> None:
+    """Run protoc on ``proto`` as if it lived in ``package_dir`` and copy ``outputs`` there."""
     from grpc_tools import protoc
 
     with tempfile.TemporaryDirectory() as tmp:
         # The proto's path below the include root becomes the import path of the generated modules.
         include = Path(tmp, "in")
-        staged = include / PACKAGE_DIR / "csi.proto"
+        staged = include / package_dir / proto.name
         staged.parent.mkdir(parents=True)
         shutil.copyfile(proto, staged)
         out = Path(tmp, "out")
@@ -97,12 +103,13 @@ def generate(proto: Path, wanted: dict[str, str]) -> None:
         )
         if status != 0:
             raise SystemExit(f"error: protoc failed with status {status} on {proto}")
-        OUT_DIR.mkdir(parents=True, exist_ok=True)
-        for name in OUTPUTS:
-            shutil.copyfile(out / PACKAGE_DIR / name, OUT_DIR / name)
-    (OUT_DIR / "__init__.py").write_text('"""Generated from csi.proto by hack/generate_csi_stubs.py."""\n')
-    stamp = {**wanted, "files": {name: sha256(OUT_DIR / name) for name in OUTPUTS}}
-    STAMP.write_text(json.dumps(stamp, indent=2, sort_keys=True) + "\n")
+        out_dir = SOURCE_ROOT / package_dir
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in outputs:
+            shutil.copyfile(out / package_dir / name, out_dir / name)
+    (out_dir / "__init__.py").write_text(f'"""Generated from {proto.name} by hack/ at build time."""\n')
+    stamp = {**wanted, "files": {name: sha256(out_dir / name) for name in outputs}}
+    (out_dir / STAMP.name).write_text(json.dumps(stamp, indent=2, sort_keys=True) + "\n")
 
 
 def main() -> int:

@@ -8,7 +8,8 @@ Three outputs, all from the pinned helm (HELM_VERSION in hack/versions.env):
   The Kopf peering CRDs stay in the chart's ``crds/`` folder, which Helm installs before the
   templates: the chart's templates create a peering object, and Helm must know its kind first.
 - ``manifests``: ``deploy/``, plain manifests for ``kubectl apply -k deploy/``, rendered from
-  the chart with its default values into the namespace ``elasticsan-snapshotter``.
+  the chart with its default values into the namespace ``elasticsan-snapshotter``, and the
+  optional freeze agent (certificates from cert-manager) beside them.
 - ``golden``: the renders of the default and the full values file that the chart tests
   compare against (``tests/integration/install/golden/``).
 
@@ -53,12 +54,44 @@ KUSTOMIZATION_YAML = f"""{HEADER}# Apply with: kubectl apply -k deploy/
 # Configure it with an overlay of your own that patches the Deployment's environment
 # (AZURE_SUBSCRIPTION_ID, ESS_MANAGED_SANS) and the ServiceAccount annotation
 # azure.workload.identity/client-id; see docs/install.md.
+# For FilesystemConsistent groups (docs/groups.md), add freeze-agent.yaml to the resources and
+# freeze-agent-operator-patch.yaml to the patches; its certificates come from cert-manager.
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
   - namespace.yaml
   - crds.yaml
   - operator.yaml
+"""
+
+FREEZE_AGENT_VALUES = (
+    "--set",
+    "freezeAgent.enabled=true",
+    "--set",
+    "freezeAgent.certificates.source=certManager",
+)
+FREEZE_AGENT_TEMPLATES = ("templates/freeze-agent.yaml", "templates/freeze-agent-cert-manager.yaml")
+
+FREEZE_AGENT_OPERATOR_PATCH = f"""{HEADER}# The operator's client certificate for the freeze agents, as the chart mounts it.
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {RELEASE}
+  namespace: {NAMESPACE}
+spec:
+  template:
+    spec:
+      containers:
+        - name: operator
+          volumeMounts:
+            - name: freeze-client-tls
+              mountPath: /etc/elasticsan-snapshotter/freeze-client-tls
+              readOnly: true
+      volumes:
+        - name: freeze-client-tls
+          secret:
+            secretName: {RELEASE}-freeze-client-tls
+            defaultMode: 0440
 """
 
 
@@ -137,14 +170,17 @@ def wanted_manifests() -> dict[Path, str]:
         else ""
     )
     crds = own + templated
-    operator = render("--set", "crds.install=false").replace(
-        "app.kubernetes.io/managed-by: Helm", "app.kubernetes.io/managed-by: kubectl"
-    )
+    by_kubectl = ("app.kubernetes.io/managed-by: Helm", "app.kubernetes.io/managed-by: kubectl")
+    operator = render("--set", "crds.install=false").replace(*by_kubectl)
+    only = [arg for template in FREEZE_AGENT_TEMPLATES for arg in ("--show-only", template)]
+    freeze_agent = render("--set", "crds.install=false", *FREEZE_AGENT_VALUES, *only).replace(*by_kubectl)
     return {
         DEPLOY / "kustomization.yaml": KUSTOMIZATION_YAML,
         DEPLOY / "namespace.yaml": NAMESPACE_YAML,
         DEPLOY / "crds.yaml": HEADER + crds,
         DEPLOY / "operator.yaml": HEADER + operator,
+        DEPLOY / "freeze-agent.yaml": HEADER + freeze_agent,
+        DEPLOY / "freeze-agent-operator-patch.yaml": FREEZE_AGENT_OPERATOR_PATCH,
     }
 
 

@@ -21,6 +21,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "elasticsan_snapshotter.operator_command",
     "elasticsan_snapshotter.emulator.cli",
     "elasticsan_snapshotter.csi_command",
+    "elasticsan_snapshotter.freeze_agent_command",
     "elasticsan_snapshotter.demo",
 )
 

@@ -138,6 +138,35 @@ GROUP_CUT_WINDOW = Histogram(
 )
 
 
+# --- freezes (operator and freeze agent) --------------------------------------------------
+
+FREEZE_WINDOW_SECONDS = Histogram(
+    "freeze_window_seconds",
+    "Time file systems of a group were frozen, from the first freeze to the last thaw.",
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0),
+)
+FREEZE_LEASES_EXPIRED = Counter(
+    "freeze_leases_expired",
+    "Freeze leases that ran out before they were thawed on request (agent: thawed by its timer).",
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+)
+FREEZE_OVERDUE_SECONDS = Gauge(
+    "freeze_overdue_seconds",
+    "Freeze agent: how long the worst file system has stayed frozen past the end of its lease (0: none).",
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+)
+FREEZE_PROOFS_FAILED = Counter(
+    "freeze_proofs_failed",
+    "Group cuts whose freeze could not be proven to cover the cut, so not file-system consistent.",
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+)
+
+
 def creation_age(body: Mapping[str, Any]) -> float | None:
     stamp = (body.get("metadata") or {}).get("creationTimestamp")
     if not stamp:
@@ -168,6 +197,10 @@ __all__ = [
     "AZURE_CALL_DURATION",
     "AZURE_PACING_WAIT",
     "AZURE_THROTTLED_RESPONSES",
+    "FREEZE_LEASES_EXPIRED",
+    "FREEZE_OVERDUE_SECONDS",
+    "FREEZE_PROOFS_FAILED",
+    "FREEZE_WINDOW_SECONDS",
     "GROUP_CUT_WINDOW",
     "GROUP_MEMBERS",
     "GROUP_SNAPSHOTS",

@@ -64,3 +64,23 @@ https://login.microsoftonline.us/
 https://login.chinacloudapi.cn/
 {{- end -}}
 {{- end -}}
+
+{{/* The freeze agent's objects: DaemonSet, ServiceAccount, certificates. */}}
+{{- define "ess.freezeAgentName" -}}
+{{- printf "%s-freeze-agent" (include "ess.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "ess.freezeAgentSelectorLabels" -}}
+{{ include "ess.selectorLabels" . }}
+app.kubernetes.io/component: freeze-agent
+{{- end -}}
+
+{{/* Secret holding the agent's serving certificate (tls.crt, tls.key) and the CA of its clients (ca.crt). */}}
+{{- define "ess.freezeAgentTlsSecret" -}}
+{{- printf "%s-freeze-agent-tls" (include "ess.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Secret holding the operator's client certificate for the agents, and the agents' CA. */}}
+{{- define "ess.freezeClientTlsSecret" -}}
+{{- printf "%s-freeze-client-tls" (include "ess.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}

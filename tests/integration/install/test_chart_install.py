@@ -242,8 +242,11 @@ def test_full_values_pass_server_side_validation(tools: Tools, cluster: LocalClu
         "--values",
         str(HERE / "values-full.yaml"),
     ).stdout
-    # Namespaces first (the Roles and peerings live in them); no Prometheus operator here, so no ServiceMonitor CRD.
-    docs = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] != "ServiceMonitor"]
+    # Namespaces first (the Roles and peerings live in them); no Prometheus operator or cert-manager
+    # here, so no ServiceMonitor or Certificate CRD.
+    docs = [
+        d for d in yaml.safe_load_all(rendered) if d and d["kind"] not in ("ServiceMonitor", "Certificate")
+    ]
     namespaces = sorted(
         {d["metadata"]["namespace"] for d in docs if d["metadata"].get("namespace")} - {"default"}
     )

@@ -89,6 +89,8 @@ def test_golden_renders_hold_every_object_kind() -> None:
         "Deployment",
         "PodDisruptionBudget",
         "ServiceMonitor",
+        "DaemonSet",
+        "Certificate",
         "KopfPeering",
         "VolumeSnapshotClass",
         "StorageClass",

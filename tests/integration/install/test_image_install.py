@@ -35,6 +35,7 @@ def test_dockerfile_copies_what_the_install_script_needs() -> None:
         "README.md",
         "hack/install_image.sh",
         "hack/generate_csi_stubs.py",
+        "hack/generate_freeze_stubs.py",
         "hack/build_binaries.py",
         "hack/versions.env",
         "operator",
@@ -71,12 +72,13 @@ def test_install_steps_give_a_working_command(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-4000:]
     assert (src / "operator" / "elasticsan_snapshotter" / "csi" / "_generated" / "csi_pb2.py").exists()
+    assert (src / "operator" / "elasticsan_snapshotter" / "freeze" / "_generated" / "freeze_pb2.py").exists()
 
     helped = subprocess.run(
         [str(prefix / "bin" / "elasticsan-snapshotter"), "--help"], capture_output=True, text=True, timeout=60
     )
     assert helped.returncode == 0, helped.stderr
-    for command in ("operator", "emulator", "csi-controller", "demo"):
+    for command in ("operator", "emulator", "csi-controller", "freeze-agent", "demo"):
         assert re.search(rf"^\s+{command}(\s|$)", helped.stdout, re.MULTILINE), helped.stdout
     operator_help = subprocess.run(
         [str(prefix / "bin" / "elasticsan-snapshotter"), "operator", "--help"],
@@ -85,6 +87,14 @@ def test_install_steps_give_a_working_command(tmp_path: Path) -> None:
         timeout=60,
     )
     assert "--managed-sans" in operator_help.stdout
+    # The freeze package checks its stubs against the freeze.proto shipped beside it.
+    stubs = subprocess.run(
+        [str(prefix / "bin" / "python"), "-c", "import elasticsan_snapshotter.freeze._stubs"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert stubs.returncode == 0, stubs.stderr
     # The runtime environment holds no build or test tools.
     installed = subprocess.run(
         [str(prefix / "bin" / "python"), "-m", "pip", "list", "--format=freeze"],

@@ -1,0 +1,167 @@
+"""The operator's freeze window around a group cut: reserve, freeze, cut, prove, thaw, report.
+
+The group snapshotter gives the members (where each is mounted), one ``FreezeAgentPort`` per
+node, and three callables: ``reserve`` (take the Azure write budget for every member, so no
+429 can stretch a freeze), ``cut`` (create every member snapshot and wait until each has
+succeeded) and ``pods_after`` (which pods mount the members now). The coordinator freezes
+every node in parallel with TTL = what is left of the budget, cuts, proves the freeze held
+and thaws on every exit path. The result carries the *achieved* level, never the requested
+one. ``record`` is called before each step is acted on, so a restarted operator knows which
+lease to release (``release``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from elasticsan_snapshotter import metrics
+from elasticsan_snapshotter.domain.errors import NotFound, SnapshotterError
+from elasticsan_snapshotter.domain.freeze import (
+    FILESYSTEM_CONSISTENT,
+    FreezeAgentPort,
+    FreezePlan,
+    FreezePolicy,
+    LeaseState,
+    LeaseView,
+    MemberMount,
+    Outcome,
+    Proof,
+    lease_ttl,
+    outcome,
+    plan_freeze,
+    prove,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+RESERVE, FREEZE, CUT, THAWED = "Reserve", "Freeze", "Cut", "Thawed"
+
+
+@dataclass(frozen=True)
+class WindowStep:
+    phase: str
+    lease_id: str
+    nodes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class WindowResult(Generic[T]):
+    outcome: Outcome
+    cut: T
+    proof: Proof | None
+    frozen_seconds: float
+    """First freeze sent to last thaw answered; 0 when nothing was frozen."""
+
+
+async def _no_record(step: WindowStep) -> None:
+    return None
+
+
+class FreezeCoordinator:
+    def __init__(
+        self,
+        agents: Mapping[str, FreezeAgentPort],
+        *,
+        record: Callable[[WindowStep], Awaitable[None]] = _no_record,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.agents = agents
+        self.record = record
+        self.clock = clock
+
+    async def run(
+        self,
+        lease_id: str,
+        policy: FreezePolicy,
+        members: Sequence[MemberMount],
+        *,
+        reserve: Callable[[], Awaitable[None]],
+        cut: Callable[[], Awaitable[T]],
+        pods_after: Callable[[], Awaitable[Iterable[tuple[str, str, str]]]],
+    ) -> WindowResult[T]:
+        if not policy.freezes:
+            await reserve()
+            return WindowResult(outcome(policy, None), await cut(), None, 0.0)
+        plan = plan_freeze(members, self.agents)
+        nodes = plan.nodes
+        await self.record(WindowStep(RESERVE, lease_id, nodes))
+        await reserve()
+        if not nodes:  # nothing mounted, so nothing can write: the set is consistent as it stands
+            result = await cut()
+            return WindowResult(outcome(policy, Proof(True)), result, Proof(True), 0.0)
+        identities = await asyncio.gather(*(self.agents[n].identity() for n in nodes))
+        boots = {n: i.boot_id for n, i in zip(nodes, identities, strict=True)}
+        await self.record(WindowStep(FREEZE, lease_id, nodes))
+        started = self.clock()
+        try:
+
+            async def freeze(node: str, max_ttl: float) -> LeaseView:
+                ttl = lease_ttl(policy.budget_seconds, self.clock() - started, max_ttl)
+                return await self.agents[node].freeze(lease_id, plan.targets[node], ttl)
+
+            frozen = await asyncio.gather(
+                *(freeze(n, i.max_ttl_seconds) for n, i in zip(nodes, identities, strict=True)),
+                return_exceptions=True,
+            )
+            failed = [f for f in frozen if isinstance(f, BaseException)]
+            if failed:
+                raise failed[0]
+            await self.record(WindowStep(CUT, lease_id, nodes))
+            result = await cut()
+            proof = await self._prove(lease_id, plan, boots, pods_after)
+        finally:
+            await release(self.agents, lease_id, nodes)
+            frozen_seconds = self.clock() - started
+            metrics.FREEZE_WINDOW_SECONDS.observe(frozen_seconds)
+            await self.record(WindowStep(THAWED, lease_id, nodes))
+        achieved = outcome(policy, proof)
+        if achieved.level != FILESYSTEM_CONSISTENT:
+            metrics.FREEZE_PROOFS_FAILED.inc()
+            log.warning("freeze of %s not proven: %s", lease_id, "; ".join(proof.reasons))
+        return WindowResult(achieved, result, proof, frozen_seconds)
+
+    async def _prove(
+        self,
+        lease_id: str,
+        plan: FreezePlan,
+        boots: Mapping[str, str],
+        pods_after: Callable[[], Awaitable[Iterable[tuple[str, str, str]]]],
+    ) -> Proof:
+        async def read(node: str) -> tuple[str, LeaseView]:
+            agent = self.agents[node]
+            identity, lease = await asyncio.gather(agent.identity(), agent.get_lease(lease_id))
+            return identity.boot_id, lease
+
+        reads = await asyncio.gather(*(read(n) for n in plan.nodes), return_exceptions=True)
+        after = {n: (r if isinstance(r, tuple) else None) for n, r in zip(plan.nodes, reads, strict=True)}
+        for found in after.values():
+            if found is not None and found[1].state is LeaseState.EXPIRED:
+                metrics.FREEZE_LEASES_EXPIRED.inc()
+        return prove(plan, boots, after, await pods_after())
+
+
+async def release(agents: Mapping[str, FreezeAgentPort], lease_id: str, nodes: Iterable[str]) -> None:
+    """Thaw ``lease_id`` on every node, in parallel; an agent that cannot be reached thaws at the TTL."""
+
+    async def thaw(node: str) -> None:
+        agent = agents.get(node)
+        if agent is None:
+            return
+        try:
+            await agent.thaw(lease_id)
+        except NotFound:
+            pass  # never frozen there (the freeze failed first), or long gone
+        except SnapshotterError as error:
+            log.error("thawing lease %s on node %s failed (its TTL will): %s", lease_id, node, error)
+
+    await asyncio.gather(*(thaw(n) for n in nodes))
+
+
+__all__ = ["CUT", "FREEZE", "RESERVE", "THAWED", "FreezeCoordinator", "WindowResult", "WindowStep", "release"]
