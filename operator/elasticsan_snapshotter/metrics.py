@@ -99,6 +99,35 @@ OLDEST_UNREADY_SECONDS = Gauge(
     registry=REGISTRY,
 )
 
+SCHEDULE_RUNS = Counter(
+    "schedule_runs",
+    "Snapshots made by schedules, by result (Succeeded: became ready; Failed: ended in an error).",
+    ["result"],
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+)
+SCHEDULE_SKIPPED = Counter(
+    "schedule_skipped_runs",
+    "Scheduled runs skipped, by reason (MissedStartingDeadline, MissedTicks, ClaimNotBound).",
+    ["reason"],
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+)
+RETENTION_DELETIONS = Counter(
+    "retention_deletions",
+    "Objects deleted by schedule retention, by kind (VolumeSnapshot, ElasticSanSnapshotExport).",
+    ["kind"],
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+)
+SCHEDULE_TICK_TO_READY = Histogram(
+    "schedule_tick_to_ready_seconds",
+    "Time from a schedule's tick to its snapshot being seen ready (jitter included).",
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+    buckets=(1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0),
+)
+
 
 def creation_age(body: Mapping[str, Any]) -> float | None:
     stamp = (body.get("metadata") or {}).get("creationTimestamp")
@@ -134,6 +163,10 @@ __all__ = [
     "OLDEST_UNREADY_SECONDS",
     "REGISTRY",
     "RESTORES",
+    "RETENTION_DELETIONS",
+    "SCHEDULE_RUNS",
+    "SCHEDULE_SKIPPED",
+    "SCHEDULE_TICK_TO_READY",
     "SNAPSHOTS_CREATED",
     "SNAPSHOTS_DELETED",
     "SNAPSHOTS_FAILED",

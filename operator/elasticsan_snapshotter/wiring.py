@@ -40,6 +40,8 @@ def azure_config(settings: Settings) -> AzureConfig:
                 write_rate_per_second=settings.write_rate,
                 write_burst=settings.write_burst,
                 max_concurrency=settings.max_concurrency,
+                snapshots_per_volume=settings.snapshots_per_window,
+                snapshot_window_seconds=settings.snapshot_window,
             ),
         )
     except ValueError as exc:

@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from itertools import islice
+from itertools import islice, pairwise
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
@@ -144,6 +144,14 @@ class Schedule:
         return out
 
 
+def shortest_gap(schedule: Schedule, zone: ZoneInfo, start: datetime, samples: int = 200) -> timedelta:
+    """The shortest time between two ticks (exact for ``@every``, sampled for cron)."""
+    if schedule.every is not None:
+        return schedule.every
+    ticks = list(islice(schedule.ticks_after(start, zone), samples))
+    return min((b - a for a, b in pairwise(ticks)), default=timedelta(days=365))
+
+
 def format_duration(value: timedelta) -> str:
     seconds = int(value.total_seconds())
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
@@ -228,5 +236,6 @@ __all__ = [
     "judge",
     "parse_duration",
     "run_name",
+    "shortest_gap",
     "time_zone",
 ]
