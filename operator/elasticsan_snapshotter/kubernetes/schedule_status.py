@@ -120,6 +120,7 @@ class TargetSummary:
 class Outcome:
     """What one reconcile found; turned into the status patch."""
 
+    schedule_uid: str = ""
     targets: dict[str, TargetSummary] = field(default_factory=dict)
     running: bool = False
     suspended: bool = False

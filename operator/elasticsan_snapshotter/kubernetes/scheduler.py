@@ -48,6 +48,7 @@ from elasticsan_snapshotter.kubernetes.events import NORMAL, WARNING
 from elasticsan_snapshotter.kubernetes.reconciler import Reconciler
 from elasticsan_snapshotter.kubernetes.resources import SNAPSHOT_SCHEDULE, VOLUME_SNAPSHOT
 from elasticsan_snapshotter.kubernetes.schedule_exports import ScheduledExports
+from elasticsan_snapshotter.kubernetes.schedule_limits import demand_of, pressure
 from elasticsan_snapshotter.kubernetes.schedule_objects import (
     copies_by_claim,
     holders,
@@ -65,6 +66,7 @@ logger = logging.getLogger(__name__)
 MAX_WAIT = 300.0
 """Look at every schedule at least this often, whatever its next tick."""
 MISSED_LIMIT = 10_000
+MAX_REMEMBERED = 10_000
 
 
 def utc_now() -> datetime:
@@ -84,6 +86,7 @@ class ScheduleReconciler(Reconciler):
     snapshots: Store = field(init=False, default_factory=lambda: Store(slim_snapshot))
     _counted: set[str] = field(init=False, default_factory=set)
     _azure_counts: dict[str, int] = field(init=False, default_factory=dict)
+    _skips_counted: dict[tuple[str, str, str], None] = field(init=False, default_factory=dict)
 
     # -- watch events, fed by the handlers -------------------------------------------------
 
@@ -128,7 +131,7 @@ class ScheduleReconciler(Reconciler):
                     "mode Group (one VolumeGroupSnapshot per run) is not available in this version of the "
                     "operator; nothing is created. Use mode PerVolume.",
                 )
-            demand = self._demand(key, spec, now)
+            demand = demand_of(key, spec, self.volume_limits, now)
             why = limits.never_fits(demand, self.volume_limits)
             if why:
                 return await self._refuse(body, "LimitExceeded", f"this schedule can never fit: {why}")
@@ -146,7 +149,7 @@ class ScheduleReconciler(Reconciler):
         namespace = meta["namespace"]
         status = body.get("status") or {}
         targets = sspec.targets(spec, namespace, list(self.claims))
-        out = sstatus.Outcome(suspended=spec.suspend)
+        out = sstatus.Outcome(suspended=spec.suspend, schedule_uid=str(meta["uid"]))
         last = sstatus.parse_stamp(status.get("lastScheduleTime")) or sstatus.parse_stamp(
             meta.get("creationTimestamp")
         )
@@ -165,7 +168,18 @@ class ScheduleReconciler(Reconciler):
         out.next_schedule = spec.schedule.next_after(max(now, out.last_schedule or now), spec.zone)
         wake.append(out.next_schedule)
         await self._retention(body, spec, out)
-        out.pressure = self._pressure(body, spec, demand, targets)
+        out.pressure = pressure(
+            body,
+            demand,
+            targets,
+            self.schedules,
+            self.snapshots,
+            self.claims,
+            self._azure_counts,
+            minimum=self.minimum_interval,
+            volume_limits=self.volume_limits,
+            now=now,
+        )
         await ScheduledExports(self, body, spec, out).run(now, wake)
         await self._write(body, targets, out, now)
         if out.skipped is not None:
@@ -233,7 +247,12 @@ class ScheduleReconciler(Reconciler):
         return pending
 
     def _skip(self, out: sstatus.Outcome, tick: datetime, reason: str, message: str) -> None:
-        metrics.SCHEDULE_SKIPPED.labels(reason).inc()
+        seen = (out.schedule_uid, sstatus.stamp(tick), reason)
+        if seen not in self._skips_counted:
+            self._skips_counted[seen] = None
+            while len(self._skips_counted) > MAX_REMEMBERED:
+                self._skips_counted.pop(next(iter(self._skips_counted)))
+            metrics.SCHEDULE_SKIPPED.labels(reason).inc()
         out.skipped = (tick, reason, message)
 
     async def _create(
@@ -284,17 +303,7 @@ class ScheduleReconciler(Reconciler):
             doomed = set(plan.delete)
             for copy, vs in copies:
                 if copy.name in doomed:
-                    await self.api.delete(
-                        VOLUME_SNAPSHOT, copy.name, namespace, uid=vs["metadata"].get("uid")
-                    )
-                    metrics.RETENTION_DELETIONS.labels("VolumeSnapshot").inc()
-                    logger.info(
-                        "schedule %s/%s: deleted %s (%s)",
-                        namespace,
-                        meta["name"],
-                        copy.name,
-                        plan.reasons[copy.name],
-                    )
+                    await self._delete(body, vs, plan.reasons[copy.name], now)
                     continue
                 summary.ready += copy.state == retention.READY
                 summary.failed += copy.state == retention.FAILED
@@ -311,6 +320,16 @@ class ScheduleReconciler(Reconciler):
                 summary.last_failed = newest.state == retention.FAILED
                 summary.failure = str(((vs.get("status") or {}).get("error") or {}).get("message") or "")
 
+    async def _delete(self, body: Body, vs: Body, why: str, now: datetime) -> None:
+        meta = vs["metadata"]
+        await self.api.delete(VOLUME_SNAPSHOT, meta["name"], meta["namespace"], uid=meta.get("uid"))
+        # Going: never counted or deleted again, whatever the watch says first.
+        self.snapshots.apply(
+            "MODIFIED", {**vs, "metadata": {**meta, "deletionTimestamp": sstatus.stamp(now)}}
+        )
+        metrics.RETENTION_DELETIONS.labels("VolumeSnapshot").inc()
+        logger.info("schedule %s: deleted VolumeSnapshot %s (%s)", owner_key(vs), meta["name"], why)
+
     async def _observe(self, body: Body, copies: list[tuple[retention.Copy, Body]]) -> None:
         """Metrics and an Event once per snapshot outcome."""
         for copy, vs in copies:
@@ -326,54 +345,6 @@ class ScheduleReconciler(Reconciler):
                 await self.recorder.record(
                     body, WARNING, "RunFailed", f"VolumeSnapshot {copy.name} failed: {error}"
                 )
-
-    # -- limits --------------------------------------------------------------------------------
-
-    def _demand(self, key: str, spec: sspec.ScheduleSpec, now: datetime) -> limits.Demand:
-        return limits.demand(
-            key,
-            spec.schedule,
-            spec.zone,
-            spec.policy,
-            exports=spec.export is not None,
-            limits=self.volume_limits,
-            start=now,
-        )
-
-    def _pressure(
-        self, body: Body, spec: sspec.ScheduleSpec, demand: limits.Demand, targets: list[str]
-    ) -> str:
-        """Other schedules on the same claims, and snapshots others took, against the volume limits."""
-        meta = body["metadata"]
-        namespace, now = meta["namespace"], self.clock()
-        others: list[tuple[set[str], limits.Demand]] = []
-        for other in self.schedules:
-            other_meta = other["metadata"]
-            if other_meta.get("namespace") != namespace or other_meta.get("uid") == meta.get("uid"):
-                continue
-            try:
-                other_spec = sspec.parse(other, minimum=self.minimum_interval)
-            except InvalidRequest:
-                continue
-            if other_spec.suspend or other_spec.mode != sspec.PER_VOLUME:
-                continue
-            other_key = f"{namespace}/{other_meta['name']}"
-            chosen = set(sspec.targets(other_spec, namespace, list(self.claims)))
-            others.append((chosen, self._demand(other_key, other_spec, now)))
-        messages = []
-        for claim in targets:
-            sharing = [demand, *(d for chosen, d in others if claim in chosen)]
-            ours = sum(
-                1
-                for vs in self.snapshots
-                if vs["metadata"].get("namespace") == namespace
-                and ((vs.get("spec") or {}).get("source") or {}).get("persistentVolumeClaimName") == claim
-            )
-            taken = max(0, self._azure_counts.get(f"{namespace}/{claim}", 0) - ours)
-            pressure = limits.shared(sharing, taken, self.volume_limits)
-            if pressure.message:
-                messages.append(f"claim {claim}: {pressure.message}")
-        return "; ".join(messages[:3]) + (f"; and {len(messages) - 3} more" if len(messages) > 3 else "")
 
     # -- status, finalizer, refusal --------------------------------------------------------------
 
