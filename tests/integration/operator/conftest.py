@@ -24,7 +24,10 @@ from elasticsan_snapshotter.local_cluster.operator_process import OperatorProces
 
 
 @pytest.fixture(scope="module")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
+def emulator(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[EmulatorProcess]:
+    """The emulator; a test module may add flags in ``EMULATOR_ARGS``."""
     state = tmp_path_factory.mktemp("emulator")
     seed = state / "seed.json"
     seed.write_text(
@@ -43,7 +46,8 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProce
             }
         )
     )
-    process = EmulatorProcess(state / "state", seed=seed, extra_args=FAST)
+    extra = tuple(getattr(request.module, "EMULATOR_ARGS", ()))
+    process = EmulatorProcess(state / "state", seed=seed, extra_args=(*FAST, *extra))
     process.start()
     try:
         yield process
