@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
@@ -14,7 +15,31 @@ from elasticsan_snapshotter.kubernetes.stores import Store
 MAX_CLAIMS_IN_MESSAGE = 3
 
 
+_CACHE: dict[tuple[str, limits.VolumeLimits], limits.Demand] = {}
+_CACHE_SIZE = 4096
+
+
 def demand_of(
+    body: Body, spec: sspec.ScheduleSpec, volume_limits: limits.VolumeLimits, now: datetime
+) -> limits.Demand:
+    """The schedule's demand, computed once per distinct spec (cron schedules sample many ticks)."""
+    meta = body["metadata"]
+    cache_key = (spec_key(body), volume_limits)
+    found = _CACHE.get(cache_key)
+    if found is None:
+        found = _demand(f"{meta.get('namespace')}/{meta.get('name')}", spec, volume_limits, now)
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[cache_key] = found
+    return found
+
+
+def spec_key(body: Body) -> str:
+    """The spec as a canonical string: equal specs share cached arithmetic."""
+    return json.dumps(body.get("spec") or {}, sort_keys=True)
+
+
+def _demand(
     key: str, spec: sspec.ScheduleSpec, volume_limits: limits.VolumeLimits, now: datetime
 ) -> limits.Demand:
     return limits.demand(
@@ -56,9 +81,7 @@ def pressure(
         if other_spec.suspend or other_spec.mode != sspec.PER_VOLUME:
             continue
         chosen = set(sspec.targets(other_spec, namespace, list(claims)))
-        others.append(
-            (chosen, demand_of(f"{namespace}/{other_meta['name']}", other_spec, volume_limits, now))
-        )
+        others.append((chosen, demand_of(other, other_spec, volume_limits, now)))
     scheduled: dict[str, int] = {}
     for vs in snapshots:
         if vs["metadata"].get("namespace") == namespace:

@@ -25,7 +25,7 @@ def stamp(when: datetime) -> str:
 def parse_stamp(text: object) -> datetime | None:
     if not text:
         return None
-    return datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(text)).astimezone(UTC)
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ from elasticsan_snapshotter.kubernetes.events import NORMAL, WARNING
 from elasticsan_snapshotter.kubernetes.reconciler import Reconciler
 from elasticsan_snapshotter.kubernetes.resources import SNAPSHOT_SCHEDULE, VOLUME_SNAPSHOT
 from elasticsan_snapshotter.kubernetes.schedule_exports import ScheduledExports
-from elasticsan_snapshotter.kubernetes.schedule_limits import demand_of, pressure
+from elasticsan_snapshotter.kubernetes.schedule_limits import demand_of, pressure, spec_key
 from elasticsan_snapshotter.kubernetes.schedule_objects import (
     copies_by_claim,
     holders,
@@ -67,6 +67,10 @@ MAX_WAIT = 300.0
 """Look at every schedule at least this often, whatever its next tick."""
 MISSED_LIMIT = 10_000
 MAX_REMEMBERED = 10_000
+FULL_PASS_EVERY = timedelta(seconds=10)
+"""While claims of a tick still wait for their jitter, retention and status run at most this often."""
+COALESCE = 1.0
+"""Shortest wait between reconciles of one schedule: claims due within a second run together."""
 
 
 def utc_now() -> datetime:
@@ -87,6 +91,11 @@ class ScheduleReconciler(Reconciler):
     _counted: set[str] = field(init=False, default_factory=set)
     _azure_counts: dict[str, int] = field(init=False, default_factory=dict)
     _skips_counted: dict[tuple[str, str, str], None] = field(init=False, default_factory=dict)
+    _windows: dict[str, timedelta] = field(init=False, default_factory=dict)
+    _plans: dict[str, tuple[tuple[datetime, timedelta], dict[str, tuple[str, datetime]]]] = field(
+        init=False, default_factory=dict
+    )
+    _full_pass: dict[str, datetime] = field(init=False, default_factory=dict)
 
     # -- watch events, fed by the handlers -------------------------------------------------
 
@@ -131,7 +140,7 @@ class ScheduleReconciler(Reconciler):
                     "mode Group (one VolumeGroupSnapshot per run) is not available in this version of the "
                     "operator; nothing is created. Use mode PerVolume.",
                 )
-            demand = demand_of(key, spec, self.volume_limits, now)
+            demand = demand_of(body, spec, self.volume_limits, now)
             why = limits.never_fits(demand, self.volume_limits)
             if why:
                 return await self._refuse(body, "LimitExceeded", f"this schedule can never fit: {why}")
@@ -157,16 +166,22 @@ class ScheduleReconciler(Reconciler):
         out.last_schedule = sstatus.parse_stamp(status.get("lastScheduleTime"))
         wake: list[datetime] = []
         tick = spec.schedule.latest_at_or_before(now, spec.zone)
+        pending = False
         if tick is not None and tick > last:
             if spec.suspend:
                 out.last_schedule = tick
             else:
-                window = jitter_window(shortest_gap(spec.schedule, spec.zone, tick), spec.jitter)
+                window = self._jitter_window(body, spec, tick)
                 pending = await self._tick(body, spec, targets, tick, last, now, window, out, wake)
                 if not pending:
                     out.last_schedule = tick
         out.next_schedule = spec.schedule.next_after(max(now, out.last_schedule or now), spec.zone)
         wake.append(out.next_schedule)
+        previous = self._full_pass.get(str(meta["uid"]))
+        if pending and previous is not None and now - previous < FULL_PASS_EVERY and not out.skipped:
+            # Mid-window, between claims' due times: retention and status can wait a few seconds.
+            return Requeue(min(max(min((w - now).total_seconds() for w in wake), COALESCE), MAX_WAIT))
+        self._full_pass[str(meta["uid"])] = now
         await self._retention(body, spec, out)
         out.pressure = pressure(
             body,
@@ -187,7 +202,7 @@ class ScheduleReconciler(Reconciler):
         if out.pressure:
             await self.recorder.record(body, WARNING, "LimitPressure", out.pressure)
         after = min((w - now).total_seconds() for w in wake)
-        return Requeue(min(max(after, 0.2), MAX_WAIT))
+        return Requeue(min(max(after, COALESCE), MAX_WAIT))
 
     async def _tick(
         self,
@@ -210,14 +225,17 @@ class ScheduleReconciler(Reconciler):
                 out,
                 tick,
                 "MissedTicks",
-                f"{missed} earlier tick(s) passed while the operator was not running; only the newest is run",
+                f"{missed} earlier tick(s) passed without a run (the operator was down or behind); only the newest is run",
             )
         pending, late, unbound = False, [], []
+        plan = self._plan(body, tick, window)
         for claim in targets:
-            name = run_name(meta["name"], claim, tick, uid)
+            name, due = plan.get(claim) or plan.setdefault(
+                claim, (run_name(meta["name"], claim, tick, uid), tick + jitter(uid, claim, window))
+            )
             if self.snapshots.get(f"{namespace}/{name}") is not None:
                 continue
-            verdict = judge(tick + jitter(uid, claim, window), now, spec.deadline)
+            verdict = judge(due, now, spec.deadline)
             if verdict.action == WAIT:
                 pending = True
                 wake.append(verdict.due)
@@ -245,6 +263,24 @@ class ScheduleReconciler(Reconciler):
                 f"run of {sstatus.stamp(tick)} skipped for claim(s) not Bound: {', '.join(unbound[:5])}",
             )
         return pending
+
+    def _plan(self, body: Body, tick: datetime, window: timedelta) -> dict[str, tuple[str, datetime]]:
+        """Per claim, the run's name and due time for this tick, computed once per tick."""
+        uid = str(body["metadata"]["uid"])
+        known = self._plans.get(uid)
+        if known is None or known[0] != (tick, window):
+            if len(self._plans) > MAX_REMEMBERED:
+                self._plans.clear()
+            known = self._plans[uid] = ((tick, window), {})
+        return known[1]
+
+    def _jitter_window(self, body: Body, spec: sspec.ScheduleSpec, tick: datetime) -> timedelta:
+        key = spec_key(body)
+        if key not in self._windows:
+            if len(self._windows) > MAX_REMEMBERED:
+                self._windows.clear()
+            self._windows[key] = jitter_window(shortest_gap(spec.schedule, spec.zone, tick), spec.jitter)
+        return self._windows[key]
 
     def _skip(self, out: sstatus.Outcome, tick: datetime, reason: str, message: str) -> None:
         seen = (out.schedule_uid, sstatus.stamp(tick), reason)

@@ -8,71 +8,18 @@ from typing import Any, cast
 import pytest
 
 from elasticsan_snapshotter.azure.fake import InMemoryAzure
-from elasticsan_snapshotter.domain.errors import AlreadyExists
 from elasticsan_snapshotter.domain.mapping import SanIndex
 from elasticsan_snapshotter.kubernetes.api import KubeApi
 from elasticsan_snapshotter.kubernetes.events import EventRecorder
-from elasticsan_snapshotter.kubernetes.resources import Resource
 from elasticsan_snapshotter.kubernetes.scheduler import ScheduleReconciler
 from elasticsan_snapshotter.kubernetes.stores import PersistentVolumes, Store
 from elasticsan_snapshotter.kubernetes.workqueue import Requeue
+from kube_stand_in import FakeApi
 
 pytestmark = pytest.mark.unit
 
 UID = "0b1c2d3e-0000-4000-8000-000000000001"
 START = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
-
-
-class FakeApi:
-    """Objects by (plural, namespace, name); enough of the API server for the reconciler."""
-
-    def __init__(self) -> None:
-        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self.created: list[tuple[str, str]] = []
-        self.deleted: list[tuple[str, str]] = []
-        self._uid = 0
-
-    async def create(self, resource: Resource, body: dict[str, Any], namespace: str = "") -> dict[str, Any]:
-        key = (resource.plural, namespace, body["metadata"].get("name") or f"event-{len(self.created)}")
-        if key in self.objects:
-            raise AlreadyExists(f"{key} exists")
-        self._uid += 1
-        stored = {**body, "metadata": {**body["metadata"], "uid": f"uid-{self._uid}", "namespace": namespace}}
-        self.objects[key] = stored
-        self.created.append((resource.plural, key[2]))
-        return stored
-
-    async def get(self, resource: Resource, name: str, namespace: str = "") -> dict[str, Any] | None:
-        return self.objects.get((resource.plural, namespace, name))
-
-    async def list(self, resource: Resource, namespace: str = "", *, label_selector: str | None = None) -> list[Any]:
-        key, _, value = (label_selector or "").partition("=")
-        return [
-            o
-            for (plural, ns, _), o in self.objects.items()
-            if plural == resource.plural and ns == namespace and (not key or o["metadata"]["labels"].get(key) == value)
-        ]
-
-    async def patch(self, resource: Resource, name: str, patch: Any, namespace: str = "", **_: Any) -> dict[str, Any]:
-        obj = self.objects[(resource.plural, namespace, name)]
-        for part, value in patch.items():
-            if part == "metadata":
-                obj["metadata"].update({k: v for k, v in value.items() if k != "resourceVersion"})
-            else:
-                obj[part] = {**(obj.get(part) or {}), **value}
-        return obj
-
-    async def delete(self, resource: Resource, name: str, namespace: str = "", *, uid: str | None = None) -> None:
-        if self.objects.pop((resource.plural, namespace, name), None) is not None:
-            self.deleted.append((resource.plural, name))  # like the real client, NotFound counts as deleted
-
-    async def remove_finalizer(self, resource: Resource, obj: dict[str, Any], finalizer: str) -> bool:
-        stored = self.objects[(resource.plural, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])]
-        stored["metadata"]["finalizers"] = [f for f in stored["metadata"].get("finalizers", []) if f != finalizer]
-        return True
-
-    def snapshots(self) -> list[dict[str, Any]]:
-        return [o for (plural, _, _), o in self.objects.items() if plural == "volumesnapshots"]
 
 
 class Clock:
@@ -128,7 +75,11 @@ class Harness:
             minimum_interval=timedelta(minutes=1),
             clock=self.clock,
         )
-        claim = {"metadata": {"name": "data", "namespace": "ns", "uid": "c1"}, "spec": {}, "status": {"phase": "Bound"}}
+        claim = {
+            "metadata": {"name": "data", "namespace": "ns", "uid": "c1"},
+            "spec": {},
+            "status": {"phase": "Bound"},
+        }
         self.rec.claim_event("ADDED", claim)
 
     async def reconcile(self) -> Requeue | None:
@@ -144,7 +95,9 @@ class Harness:
         """The snapshot-controller's part: every snapshot of ours becomes ready (or fails)."""
         for vs in self.api.snapshots():
             if not (vs.get("status") or {}).get("readyToUse") and not (vs.get("status") or {}).get("error"):
-                vs["status"] = {"readyToUse": True} if ready else {"readyToUse": False, "error": {"message": error}}
+                vs["status"] = (
+                    {"readyToUse": True} if ready else {"readyToUse": False, "error": {"message": error}}
+                )
             self.rec.snapshot_event("MODIFIED", vs)
 
 
@@ -213,7 +166,9 @@ async def test_in_use_snapshots_are_kept_and_reported() -> None:
     first = h.api.snapshots()[0]["metadata"]["name"]
     restore = {
         "metadata": {"name": "restore", "namespace": "ns", "uid": "c2"},
-        "spec": {"dataSource": {"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": first}},
+        "spec": {
+            "dataSource": {"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": first}
+        },
         "status": {"phase": "Pending"},
     }
     h.rec.claim_event("ADDED", restore)
