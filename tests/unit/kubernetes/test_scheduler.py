@@ -233,3 +233,43 @@ async def test_delete_policy_deletes_what_the_schedule_made() -> None:
     await h.reconcile()
     assert h.api.snapshots() == []
     assert stored["metadata"]["finalizers"] == []
+
+
+async def test_every_nth_run_is_exported_and_old_exports_trimmed() -> None:
+    h = Harness(schedule(retention={"keepLast": 5}, export={"everyNthRun": 2, "retention": {"keepLast": 1}}))
+    for minute in range(5):
+        h.clock.now = START + timedelta(minutes=minute)
+        await h.reconcile()
+        h.mark()
+        await h.reconcile()
+        for (plural, _, _), export in list(h.api.objects.items()):
+            if plural == "elasticsansnapshotexports":
+                export["status"] = {"phase": "Succeeded"}
+                h.exports.apply("MODIFIED", export)
+    await h.reconcile()
+    made = [name for plural, name in h.api.created if plural == "elasticsansnapshotexports"]
+    assert [name.split("-")[4] for name in made] == ["120000", "120200", "120400"]
+    left = [name for (plural, _, name) in h.api.objects if plural == "elasticsansnapshotexports"]
+    assert left == [made[-1]]
+    export = h.api.objects[("elasticsansnapshotexports", "ns", made[-1])]
+    assert export["spec"]["deletionPolicy"] == "Delete"
+    assert export["spec"]["source"] == {"volumeSnapshotName": made[-1]}
+    assert h.status()["targets"][0]["exports"] == 1
+    assert h.status()["lastExportTime"] == "2026-06-01T12:04:00Z"
+
+
+def test_label_selectors() -> None:
+    from elasticsan_snapshotter.kubernetes.schedule_spec import selects
+
+    labels = {"app": "db", "tier": "gold"}
+    assert selects({"matchLabels": {"app": "db"}}, labels)
+    assert not selects({"matchLabels": {"app": "web"}}, labels)
+    assert selects(
+        {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["gold", "silver"]}]}, labels
+    )
+    assert not selects(
+        {"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["gold"]}]}, labels
+    )
+    assert selects({"matchExpressions": [{"key": "zone", "operator": "DoesNotExist"}]}, labels)
+    assert not selects({"matchExpressions": [{"key": "zone", "operator": "Exists"}]}, labels)
+    assert selects({}, labels)
