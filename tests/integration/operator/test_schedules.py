@@ -103,15 +103,17 @@ def test_runs_on_time_and_retention_keeps_the_snapshot_in_use(
     for vs in schedules.made(namespace, uid):
         late = (created_at(vs) - tick_of(vs)).total_seconds()
         assert -1 <= late <= 2 + 20, f"{vs['metadata']['name']} created {late:.0f}s after its tick"
-    held = min(ready, key=tick_of)["metadata"]["name"]
+    held_snapshot = min(ready, key=tick_of)
+    held, held_tick = held_snapshot["metadata"]["name"], tick_of(held_snapshot)
     core = k8s.CoreV1Api(api_client)
     core.create_namespaced_persistent_volume_claim(namespace, restore_claim(namespace, "restore", held))
 
     def trimmed() -> list[dict[str, Any]] | None:
         others = [vs for vs in schedules.ready(namespace, uid) if vs["metadata"]["name"] != held]
         names = {vs["metadata"]["name"] for vs in schedules.made(namespace, uid)}
-        newer = [vs for vs in others if tick_of(vs) > tick_of(next(iter(ready)))]
-        return others if held in names and len(newer) >= 3 and len(others) == 2 else None
+        # Three ticks past the held one: without the hold, it would have been trimmed by now.
+        later = max((tick_of(vs) for vs in others), default=held_tick) - held_tick
+        return others if held in names and later >= timedelta(seconds=15) and len(others) == 2 else None
 
     wait_for("retention to trim to keepLast 2 around the held snapshot", trimmed, timeout=120)
     blocked = wait_for(
