@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: test test-fast lint binaries cluster install stubs demo bench bench-quick bench-freeze
+.PHONY: test test-fast lint binaries cluster install stubs demo bench bench-quick bench-freeze bench-schedules
 
 install: $(VENV)/.installed
 
@@ -59,3 +59,7 @@ demo: install binaries
 # The freeze window of FilesystemConsistent groups (2, 5, 10 members; 0 and 200 ms cuts); root and loop devices.
 bench-freeze: install stubs
 	$(BIN)/python hack/bench_freeze.py
+
+# Scheduler overhead: one tick of an hourly schedule over 1,000 claims, in process.
+bench-schedules: install
+	$(BIN)/python hack/bench_schedules.py

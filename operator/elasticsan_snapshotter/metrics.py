@@ -166,6 +166,27 @@ FREEZE_PROOFS_FAILED = Counter(
     registry=REGISTRY,
 )
 
+SCHEDULE_RUNS = Counter(
+    ["result"],
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+)
+SCHEDULE_SKIPPED = Counter(
+    ["reason"],
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+)
+RETENTION_DELETIONS = Counter(
+    ["kind"],
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+)
+SCHEDULE_TICK_TO_READY = Histogram(
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+    buckets=(1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0),
+)
+
 
 def creation_age(body: Mapping[str, Any]) -> float | None:
     stamp = (body.get("metadata") or {}).get("creationTimestamp")
@@ -208,6 +229,18 @@ __all__ = [
     "OLDEST_UNREADY_SECONDS",
     "REGISTRY",
     "RESTORES",
+    "schedule_runs",
+    "Snapshots made by schedules, by result (Succeeded: became ready; Failed: ended in an error).",
+    "schedule_skipped_runs",
+    "Scheduled runs skipped, by reason (MissedStartingDeadline, MissedTicks, ClaimNotBound).",
+    "retention_deletions",
+    "Objects deleted by schedule retention, by kind (VolumeSnapshot, ElasticSanSnapshotExport).",
+    "schedule_tick_to_ready_seconds",
+    "Time from a schedule's tick to its snapshot being seen ready (jitter included).",
+    "RETENTION_DELETIONS",
+    "SCHEDULE_RUNS",
+    "SCHEDULE_SKIPPED",
+    "SCHEDULE_TICK_TO_READY",
     "SNAPSHOTS_CREATED",
     "SNAPSHOTS_DELETED",
     "SNAPSHOTS_FAILED",

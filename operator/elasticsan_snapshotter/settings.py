@@ -63,6 +63,21 @@ class Settings:
     export_resource_group: str = field(
         default="", metadata={"env": "ESS_EXPORT_RESOURCE_GROUP", "help": "default resource group of exports"}
     )
+    schedule_minimum_interval: float = field(
+        default=60.0,
+        metadata={
+            "env": "ESS_SCHEDULE_MINIMUM_INTERVAL",
+            "help": "shortest @every interval of a schedule, in seconds (lower only for tests)",
+        },
+    )
+    snapshots_per_window: int = field(
+        default=7,
+        metadata={"env": "ESS_SNAPSHOTS_PER_WINDOW", "help": "Elastic SAN: new snapshots per volume"},
+    )
+    snapshot_window: float = field(
+        default=300.0,
+        metadata={"env": "ESS_SNAPSHOT_WINDOW", "help": "seconds of the per-volume snapshot window"},
+    )
     metrics_port: int = field(default=8080, metadata={"env": "ESS_METRICS_PORT"})
     health_port: int = field(default=8081, metadata={"env": "ESS_HEALTH_PORT"})
     peering_name: str = field(default="elasticsan-snapshotter", metadata={"env": "ESS_PEERING_NAME"})
@@ -96,10 +111,10 @@ class Settings:
             raise SettingsError("driver_name must not be empty")
         if not self.group_driver_name or self.group_driver_name == self.driver_name:
             raise SettingsError("group_driver_name must be set and differ from driver_name")
-        for name in ("polling_interval", "write_rate"):
+        for name in ("polling_interval", "write_rate", "schedule_minimum_interval", "snapshot_window"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive, not {getattr(self, name)}")
-        for name in ("write_burst", "max_concurrency"):
+        for name in ("write_burst", "max_concurrency", "snapshots_per_window"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.log_format not in ("json", "text"):

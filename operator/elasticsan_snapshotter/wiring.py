@@ -45,6 +45,8 @@ def azure_config(settings: Settings) -> AzureConfig:
                 # A full per-volume window is a Throttled with the wait, turned into a requeue
                 # after it: sleeping would hold a worker for up to five minutes.
                 max_snapshot_queue_seconds=0.0,
+                snapshots_per_volume=settings.snapshots_per_window,
+                snapshot_window_seconds=settings.snapshot_window,
             ),
         )
     except ValueError as exc:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, cast
 
 import kopf
 
 from elasticsan_snapshotter import health, metrics
+from elasticsan_snapshotter.domain.limits import VolumeLimits
 from elasticsan_snapshotter.domain.mapping import SanIndex
 from elasticsan_snapshotter.domain.ports import AzurePort
 from elasticsan_snapshotter.kubernetes.api import Body, KubeApi
@@ -30,6 +32,7 @@ from elasticsan_snapshotter.kubernetes.resources import (
     PERSISTENT_VOLUME_CLAIM,
     SNAPSHOT_EXPORT,
     SNAPSHOT_GROUP,
+    SNAPSHOT_SCHEDULE,
     STORAGE_CLASS,
     VOLUME_GROUP_SNAPSHOT_CLASS,
     VOLUME_GROUP_SNAPSHOT_CONTENT,
@@ -37,6 +40,8 @@ from elasticsan_snapshotter.kubernetes.resources import (
     VOLUME_SNAPSHOT_CLASS,
     VOLUME_SNAPSHOT_CONTENT,
 )
+from elasticsan_snapshotter.kubernetes.schedule_objects import owner_key
+from elasticsan_snapshotter.kubernetes.scheduler import ScheduleReconciler
 from elasticsan_snapshotter.kubernetes.snapshot_watch import SnapshotWatcher
 from elasticsan_snapshotter.kubernetes.snapshotter import ContentReconciler
 from elasticsan_snapshotter.kubernetes.stores import PersistentVolumes, Store
@@ -83,6 +88,8 @@ class Runtime:
     group_member_contents: Store = field(default_factory=Store)
     group_reconciler: GroupContentReconciler | None = None
     group_member_reconciler: GroupMemberReconciler | None = None
+    schedules: Store = field(default_factory=Store)
+    schedule_reconciler: ScheduleReconciler | None = None
 
     def build(self) -> None:
         self.volumes = PersistentVolumes(self.api)
@@ -139,6 +146,18 @@ class Runtime:
         self.group_member_reconciler = GroupMemberReconciler(
             **common, group_driver_name=self.settings.group_driver_name, members=self.group_member_contents
         )
+        self.schedule_reconciler = ScheduleReconciler(
+            **common,
+            schedules=self.schedules,
+            exports=self.exports,
+            volumes=self.volumes,
+            index=self.index,
+            minimum_interval=timedelta(seconds=self.settings.schedule_minimum_interval),
+            volume_limits=VolumeLimits(
+                per_window=self.settings.snapshots_per_window,
+                window=timedelta(seconds=self.settings.snapshot_window),
+            ),
+        )
         concurrency = self.settings.max_concurrency
         self.queues = {
             "contents": WorkQueue("contents", self.content_reconciler.reconcile, workers=concurrency),
@@ -148,6 +167,9 @@ class Runtime:
             "exports": WorkQueue("exports", self.export_reconciler.reconcile, workers=concurrency),
             "groups": WorkQueue("groups", self.group_reconciler.reconcile, workers=concurrency),
             "group-members": WorkQueue("group-members", self.group_member_reconciler.reconcile, workers=2),
+            "schedules": WorkQueue(
+                "schedules", self.schedule_reconciler.reconcile, workers=4, max_delay=60.0
+            ),
         }
         metrics.track_unready(self._unready_ages)
 
@@ -156,6 +178,12 @@ class Runtime:
         self.leading = True
         for queue in self.queues.values():
             queue.start()
+
+    def wake_schedules(self, keys: list[str | None]) -> None:
+        """Objects a schedule made (or may select) changed: look at those schedules again."""
+        for key in keys:
+            if key and self.schedules.get(key) is not None:
+                self.queues["schedules"].add(key)
 
     def _unready_ages(self) -> list[float]:
         ages: list[float] = []
@@ -245,6 +273,8 @@ def register(registry: kopf.OperatorRegistry, runtime_box: list[Runtime]) -> Non
     async def snapshot_event(event: kopf.RawEvent, **_: Any) -> None:
         rt = runtime()
         assert rt.snapshot_watcher is not None
+        assert rt.schedule_reconciler is not None
+        rt.wake_schedules([rt.schedule_reconciler.snapshot_event(event.get("type"), _object(event))])
         key = rt.snapshot_watcher.snapshots.apply(event.get("type"), _object(event))
         if event.get("type") == "DELETED":
             rt.queues["snapshots"].forget(key)
@@ -273,8 +303,10 @@ def register(registry: kopf.OperatorRegistry, runtime_box: list[Runtime]) -> Non
         rt = runtime()
         assert rt.claim_reconciler is not None
         assert rt.snapshot_watcher is not None
+        assert rt.schedule_reconciler is not None
         body = _object(event)
         rt.snapshot_watcher.claims.apply(event.get("type"), body)
+        rt.wake_schedules(list(rt.schedule_reconciler.claim_event(event.get("type"), body)))
         if not rt.claim_reconciler.is_ours(body):
             return
         key = rt.claims.apply(event.get("type"), body)
@@ -289,6 +321,7 @@ def register(registry: kopf.OperatorRegistry, runtime_box: list[Runtime]) -> Non
         assert rt.export_reconciler is not None
         body = _object(event)
         key = rt.exports.apply(event.get("type"), body)
+        rt.wake_schedules([owner_key(body)])
         if event.get("type") == "DELETED":
             rt.queues["exports"].forget(key)
             rt.recorder.forget(body["metadata"].get("uid", ""))
@@ -296,6 +329,19 @@ def register(registry: kopf.OperatorRegistry, runtime_box: list[Runtime]) -> Non
                 await rt.export_reconciler.deleted(body)
         else:
             rt.queues["exports"].add(key)
+
+    @kopf.on.event(
+        SNAPSHOT_SCHEDULE.group, SNAPSHOT_SCHEDULE.version, SNAPSHOT_SCHEDULE.plural, registry=registry
+    )
+    async def schedule_event(event: kopf.RawEvent, **_: Any) -> None:
+        rt = runtime()
+        body = _object(event)
+        key = rt.schedules.apply(event.get("type"), body)
+        if event.get("type") == "DELETED":
+            rt.queues["schedules"].forget(key)
+            rt.recorder.forget(body["metadata"].get("uid", ""))
+        else:
+            rt.queues["schedules"].add(key)
 
 
 __all__ = ["Runtime", "login", "register"]

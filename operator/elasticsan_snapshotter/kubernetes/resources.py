@@ -57,6 +57,9 @@ VOLUME_GROUP_SNAPSHOT_CLASS = Resource(
 SNAPSHOT_EXPORT = Resource(
     OUR_GROUP, "v1alpha1", "elasticsansnapshotexports", "ElasticSanSnapshotExport", True
 )
+SNAPSHOT_SCHEDULE = Resource(
+    OUR_GROUP, "v1alpha1", "elasticsansnapshotschedules", "ElasticSanSnapshotSchedule", True
+)
 
 # The csi-snapshotter contract (external-snapshotter pkg/utils/util.go).
 ANN_BEING_CREATED = "snapshot.storage.kubernetes.io/volumesnapshot-being-created"

@@ -1,0 +1,454 @@
+"""ElasticSanSnapshotSchedule: ordinary VolumeSnapshots on a schedule, trimmed by retention.
+
+Each reconcile of a schedule:
+
+* refuses, in status and without creating anything, a spec that cannot run
+  (bad cron, unknown zone, an interval under the minimum, mode Group, or
+  limits it can never fit);
+* for the newest tick not yet handled, creates per claim, at the tick plus the
+  claim's stable jitter, a VolumeSnapshot whose name is fixed by (schedule,
+  claim, tick): a restart or a retry finds it instead of making a second one;
+  a claim whose run would start later than ``startingDeadlineSeconds`` is
+  skipped and recorded, and older ticks missed while the operator was down
+  are recorded, never run;
+* applies retention per claim to the snapshots labelled with this schedule's
+  UID (and nothing else), keeping what is in use;
+* runs scheduled exports (``schedule_exports``) and writes the status.
+
+Pacing against Azure's 7 snapshots per volume per 5 minutes is the Azure
+adapter's: the snapshotter's create waits for the volume's slot.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from elasticsan_snapshotter import metrics
+from elasticsan_snapshotter.domain import limits, retention
+from elasticsan_snapshotter.domain.errors import AlreadyExists, InvalidRequest, SnapshotterError
+from elasticsan_snapshotter.domain.mapping import SanIndex, volume_of
+from elasticsan_snapshotter.domain.schedule import (
+    RUN,
+    SKIP,
+    WAIT,
+    jitter,
+    jitter_window,
+    judge,
+    run_name,
+    shortest_gap,
+)
+from elasticsan_snapshotter.kubernetes import schedule_spec as sspec
+from elasticsan_snapshotter.kubernetes import schedule_status as sstatus
+from elasticsan_snapshotter.kubernetes.api import Body
+from elasticsan_snapshotter.kubernetes.events import NORMAL, WARNING
+from elasticsan_snapshotter.kubernetes.reconciler import Reconciler
+from elasticsan_snapshotter.kubernetes.resources import SNAPSHOT_SCHEDULE, VOLUME_SNAPSHOT
+from elasticsan_snapshotter.kubernetes.schedule_exports import ScheduledExports
+from elasticsan_snapshotter.kubernetes.schedule_limits import demand_of, pressure, spec_key
+from elasticsan_snapshotter.kubernetes.schedule_objects import (
+    copies_by_claim,
+    holders,
+    is_ours,
+    owner_key,
+    slim_claim,
+    slim_snapshot,
+    snapshot_body,
+)
+from elasticsan_snapshotter.kubernetes.stores import PersistentVolumes, Store
+from elasticsan_snapshotter.kubernetes.workqueue import Outcome, Requeue
+
+logger = logging.getLogger(__name__)
+
+MAX_WAIT = 300.0
+"""Look at every schedule at least this often, whatever its next tick."""
+MISSED_LIMIT = 10_000
+MAX_REMEMBERED = 10_000
+FULL_PASS_EVERY = timedelta(seconds=10)
+"""While claims of a tick still wait for their jitter, retention and status run at most this often."""
+COALESCE = 1.0
+"""Shortest wait between reconciles of one schedule: claims due within a second run together."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(kw_only=True, eq=False)
+class ScheduleReconciler(Reconciler):
+    schedules: Store
+    exports: Store
+    volumes: PersistentVolumes
+    index: SanIndex
+    minimum_interval: timedelta
+    volume_limits: limits.VolumeLimits = field(default_factory=limits.VolumeLimits)
+    clock: Callable[[], datetime] = utc_now
+    claims: Store = field(init=False, default_factory=lambda: Store(slim_claim))
+    snapshots: Store = field(init=False, default_factory=lambda: Store(slim_snapshot))
+    _counted: set[str] = field(init=False, default_factory=set)
+    _azure_counts: dict[str, int] = field(init=False, default_factory=dict)
+    _skips_counted: dict[tuple[str, str, str], None] = field(init=False, default_factory=dict)
+    _windows: dict[str, timedelta] = field(init=False, default_factory=dict)
+    _plans: dict[str, tuple[tuple[datetime, timedelta], dict[str, tuple[str, datetime]]]] = field(
+        init=False, default_factory=dict
+    )
+    _full_pass: dict[str, datetime] = field(init=False, default_factory=dict)
+
+    # -- watch events, fed by the handlers -------------------------------------------------
+
+    def snapshot_event(self, event_type: str | None, body: Body) -> str | None:
+        """Keep our own VolumeSnapshots; the key of the schedule to look at again."""
+        if not is_ours(body):
+            return None
+        self.snapshots.apply(event_type, body)
+        if event_type == "DELETED":
+            self._counted.discard(str(body["metadata"].get("uid")))
+        return owner_key(body)
+
+    def claim_event(self, event_type: str | None, body: Body) -> list[str]:
+        """Keep every claim; the schedules of its namespace may select it."""
+        self.claims.apply(event_type, body)
+        namespace = (body.get("metadata") or {}).get("namespace")
+        return [
+            f"{namespace}/{s['metadata']['name']}"
+            for s in self.schedules
+            if s["metadata"].get("namespace") == namespace
+        ]
+
+    # -- reconcile ---------------------------------------------------------------------------
+
+    async def reconcile(self, key: str) -> Outcome:
+        body = self.schedules.get(key)
+        if body is None:
+            return None
+        if body["metadata"].get("deletionTimestamp"):
+            return await self._finalize(body)
+        now = self.clock()
+        try:
+            spec = sspec.parse(body, minimum=self.minimum_interval)
+        except InvalidRequest as exc:
+            return await self._refuse(body, "InvalidSpec", str(exc))
+        try:
+            body = await self._sync_finalizer(body, spec)
+            if spec.mode == sspec.GROUP:
+                return await self._refuse(
+                    body,
+                    "GroupModeUnavailable",
+                    "mode Group (one VolumeGroupSnapshot per run) is not available in this version of the "
+                    "operator; nothing is created. Use mode PerVolume.",
+                )
+            demand = demand_of(body, spec, self.volume_limits, now)
+            why = limits.never_fits(demand, self.volume_limits)
+            if why:
+                return await self._refuse(body, "LimitExceeded", f"this schedule can never fit: {why}")
+            return await self._run(body, spec, demand, now)
+        except SnapshotterError as exc:
+            await self.recorder.error(body, exc)
+            if exc.retryable:
+                return Requeue(exc.retry_after) if exc.retry_after else Requeue()
+            return Requeue(MAX_WAIT)
+
+    async def _run(
+        self, body: Body, spec: sspec.ScheduleSpec, demand: limits.Demand, now: datetime
+    ) -> Outcome:
+        meta = body["metadata"]
+        namespace = meta["namespace"]
+        status = body.get("status") or {}
+        targets = sspec.targets(spec, namespace, list(self.claims))
+        out = sstatus.Outcome(suspended=spec.suspend, schedule_uid=str(meta["uid"]))
+        last = sstatus.parse_stamp(status.get("lastScheduleTime")) or sstatus.parse_stamp(
+            meta.get("creationTimestamp")
+        )
+        last = last or now
+        out.last_schedule = sstatus.parse_stamp(status.get("lastScheduleTime"))
+        wake: list[datetime] = []
+        tick = spec.schedule.latest_at_or_before(now, spec.zone)
+        pending = False
+        if tick is not None and tick > last:
+            if spec.suspend:
+                out.last_schedule = tick
+            else:
+                window = self._jitter_window(body, spec, tick)
+                pending = await self._tick(body, spec, targets, tick, last, now, window, out, wake)
+                if not pending:
+                    out.last_schedule = tick
+        out.next_schedule = spec.schedule.next_after(max(now, out.last_schedule or now), spec.zone)
+        wake.append(out.next_schedule)
+        previous = self._full_pass.get(str(meta["uid"]))
+        if pending and previous is not None and now - previous < FULL_PASS_EVERY and not out.skipped:
+            # Mid-window, between claims' due times: retention and status can wait a few seconds.
+            return Requeue(min(max(min((w - now).total_seconds() for w in wake), COALESCE), MAX_WAIT))
+        self._full_pass[str(meta["uid"])] = now
+        await self._retention(body, spec, out)
+        out.pressure = pressure(
+            body,
+            demand,
+            targets,
+            self.schedules,
+            self.snapshots,
+            self.claims,
+            self._azure_counts,
+            minimum=self.minimum_interval,
+            volume_limits=self.volume_limits,
+            now=now,
+        )
+        await ScheduledExports(self, body, spec, out).run(now, wake)
+        await self._write(body, targets, out, now)
+        if out.skipped is not None:
+            await self.recorder.record(body, WARNING, out.skipped[1], out.skipped[2])
+        if out.pressure:
+            await self.recorder.record(body, WARNING, "LimitPressure", out.pressure)
+        after = min((w - now).total_seconds() for w in wake)
+        return Requeue(min(max(after, COALESCE), MAX_WAIT))
+
+    async def _tick(
+        self,
+        body: Body,
+        spec: sspec.ScheduleSpec,
+        targets: list[str],
+        tick: datetime,
+        last: datetime,
+        now: datetime,
+        window: timedelta,
+        out: sstatus.Outcome,
+        wake: list[datetime],
+    ) -> bool:
+        """Act on the newest tick for every target; True while some target's run is still ahead."""
+        meta = body["metadata"]
+        namespace, uid = meta["namespace"], meta["uid"]
+        missed = len(spec.schedule.ticks_between(last, tick, spec.zone, limit=MISSED_LIMIT)) - 1
+        if missed > 0:
+            self._skip(
+                out,
+                tick,
+                "MissedTicks",
+                f"{missed} earlier tick(s) passed without a run (the operator was down or behind); only the newest is run",
+            )
+        pending, late, unbound = False, [], []
+        plan = self._plan(body, tick, window)
+        for claim in targets:
+            name, due = plan.get(claim) or plan.setdefault(
+                claim, (run_name(meta["name"], claim, tick, uid), tick + jitter(uid, claim, window))
+            )
+            if self.snapshots.get(f"{namespace}/{name}") is not None:
+                continue
+            verdict = judge(due, now, spec.deadline)
+            if verdict.action == WAIT:
+                pending = True
+                wake.append(verdict.due)
+            elif verdict.action == SKIP:
+                late.append((claim, verdict.reason))
+            elif verdict.action == RUN:
+                claim_body = self.claims.get(f"{namespace}/{claim}")
+                if claim_body is None or (claim_body.get("status") or {}).get("phase") != "Bound":
+                    unbound.append(claim)
+                    continue
+                await self._create(body, spec, claim, claim_body, tick, name)
+                out.running = True
+        if late:
+            claims = ", ".join(c for c, _ in late[:5]) + (
+                f" and {len(late) - 5} more" if len(late) > 5 else ""
+            )
+            self._skip(
+                out, tick, "MissedStartingDeadline", f"run of {sstatus.stamp(tick)} for {claims} {late[0][1]}"
+            )
+        if unbound:
+            self._skip(
+                out,
+                tick,
+                "ClaimNotBound",
+                f"run of {sstatus.stamp(tick)} skipped for claim(s) not Bound: {', '.join(unbound[:5])}",
+            )
+        return pending
+
+    def _plan(self, body: Body, tick: datetime, window: timedelta) -> dict[str, tuple[str, datetime]]:
+        """Per claim, the run's name and due time for this tick, computed once per tick."""
+        uid = str(body["metadata"]["uid"])
+        known = self._plans.get(uid)
+        if known is None or known[0] != (tick, window):
+            if len(self._plans) > MAX_REMEMBERED:
+                self._plans.clear()
+            known = self._plans[uid] = ((tick, window), {})
+        return known[1]
+
+    def _jitter_window(self, body: Body, spec: sspec.ScheduleSpec, tick: datetime) -> timedelta:
+        key = spec_key(body)
+        if key not in self._windows:
+            if len(self._windows) > MAX_REMEMBERED:
+                self._windows.clear()
+            self._windows[key] = jitter_window(shortest_gap(spec.schedule, spec.zone, tick), spec.jitter)
+        return self._windows[key]
+
+    def _skip(self, out: sstatus.Outcome, tick: datetime, reason: str, message: str) -> None:
+        seen = (out.schedule_uid, sstatus.stamp(tick), reason)
+        if seen not in self._skips_counted:
+            self._skips_counted[seen] = None
+            while len(self._skips_counted) > MAX_REMEMBERED:
+                self._skips_counted.pop(next(iter(self._skips_counted)))
+            metrics.SCHEDULE_SKIPPED.labels(reason).inc()
+        out.skipped = (tick, reason, message)
+
+    async def _create(
+        self, body: Body, spec: sspec.ScheduleSpec, claim: str, claim_body: Body, tick: datetime, name: str
+    ) -> None:
+        namespace = body["metadata"]["namespace"]
+        await self._count_azure(namespace, claim, claim_body)
+        manifest = snapshot_body(body, spec, claim, tick, name)
+        try:
+            created = await self.api.create(VOLUME_SNAPSHOT, manifest, namespace)
+        except AlreadyExists:
+            return  # made before a restart or by a concurrent reconcile: the tick is covered
+        self.snapshots.apply("ADDED", created)
+        logger.info(
+            "schedule %s/%s: created VolumeSnapshot %s for %s",
+            namespace,
+            body["metadata"]["name"],
+            name,
+            claim,
+        )
+
+    async def _count_azure(self, namespace: str, claim: str, claim_body: Body) -> None:
+        """Elastic SAN snapshots of the claim's volume, looked up once per run (best effort)."""
+        pv = self.volumes.get(str((claim_body.get("spec") or {}).get("volumeName") or ""))
+        if pv is None:
+            return
+        try:
+            volume = await volume_of(pv, index=self.index, default_subscription=self.subscription)
+            found = await self.azure.list_snapshots(volume.volume_group, volume.name)
+        except SnapshotterError as exc:
+            logger.info("could not count the snapshots of claim %s/%s: %s", namespace, claim, exc)
+            return
+        self._azure_counts[f"{namespace}/{claim}"] = len(found)
+
+    # -- retention ---------------------------------------------------------------------------
+
+    async def _retention(self, body: Body, spec: sspec.ScheduleSpec, out: sstatus.Outcome) -> None:
+        meta = body["metadata"]
+        namespace = meta["namespace"]
+        now = self.clock()
+        held = holders(namespace, self.claims, self.exports)
+        for claim, copies in copies_by_claim(self.snapshots, meta["uid"], held).items():
+            summary = out.target(claim)
+            summary.azure_snapshots = self._azure_counts.get(f"{namespace}/{claim}")
+            await self._observe(body, copies)
+            plan = retention.plan([c for c, _ in copies], spec.policy, now=now, zone=spec.zone)
+            out.blocked.extend(plan.blocked)
+            doomed = set(plan.delete)
+            for copy, vs in copies:
+                if copy.name in doomed:
+                    await self._delete(body, vs, plan.reasons[copy.name], now)
+                    continue
+                summary.ready += copy.state == retention.READY
+                summary.failed += copy.state == retention.FAILED
+                summary.in_progress += copy.state == retention.IN_PROGRESS
+                out.running = out.running or copy.state == retention.IN_PROGRESS
+                if copy.state == retention.READY and (
+                    summary.newest_ready_time is None or copy.time > summary.newest_ready_time
+                ):
+                    summary.newest_ready, summary.newest_ready_time = copy.name, copy.time
+                    out.last_success = max(out.last_success or copy.time, copy.time)
+            finished = [(c, vs) for c, vs in copies if c.state in (retention.READY, retention.FAILED)]
+            if finished:
+                newest, vs = max(finished, key=lambda item: item[0].time)
+                summary.last_failed = newest.state == retention.FAILED
+                summary.failure = str(((vs.get("status") or {}).get("error") or {}).get("message") or "")
+
+    async def _delete(self, body: Body, vs: Body, why: str, now: datetime) -> None:
+        meta = vs["metadata"]
+        await self.api.delete(VOLUME_SNAPSHOT, meta["name"], meta["namespace"], uid=meta.get("uid"))
+        # Going: never counted or deleted again, whatever the watch says first.
+        self.snapshots.apply(
+            "MODIFIED", {**vs, "metadata": {**meta, "deletionTimestamp": sstatus.stamp(now)}}
+        )
+        metrics.RETENTION_DELETIONS.labels("VolumeSnapshot").inc()
+        logger.info("schedule %s: deleted VolumeSnapshot %s (%s)", owner_key(vs), meta["name"], why)
+
+    async def _observe(self, body: Body, copies: list[tuple[retention.Copy, Body]]) -> None:
+        """Metrics and an Event once per snapshot outcome."""
+        for copy, vs in copies:
+            uid = str(vs["metadata"].get("uid"))
+            if copy.state == retention.IN_PROGRESS or uid in self._counted:
+                continue
+            self._counted.add(uid)
+            metrics.SCHEDULE_RUNS.labels("Succeeded" if copy.state == retention.READY else "Failed").inc()
+            if copy.state == retention.READY:
+                metrics.SCHEDULE_TICK_TO_READY.observe(max(0.0, (self.clock() - copy.time).total_seconds()))
+            else:
+                error = ((vs.get("status") or {}).get("error") or {}).get("message") or "no message"
+                await self.recorder.record(
+                    body, WARNING, "RunFailed", f"VolumeSnapshot {copy.name} failed: {error}"
+                )
+
+    # -- status, finalizer, refusal --------------------------------------------------------------
+
+    async def _write(self, body: Body, targets: list[str], out: sstatus.Outcome, now: datetime) -> None:
+        fields = out.fields(targets, self.volume_limits.max_snapshots)
+        await self._patch_status(body, fields, out.wanted(targets), now)
+
+    async def _patch_status(
+        self, body: Body, fields: dict[str, Any], wanted: list[sstatus.Condition], now: datetime
+    ) -> None:
+        meta = body["metadata"]
+        change = sstatus.patch(
+            body.get("status") or {}, fields, wanted, generation=int(meta.get("generation") or 0), now=now
+        )
+        if not change:
+            return
+        updated = await self.api.patch(
+            SNAPSHOT_SCHEDULE, meta["name"], {"status": change}, meta["namespace"], subresource="status"
+        )
+        if (updated.get("metadata") or {}).get("name"):
+            self.schedules.apply("MODIFIED", updated)
+
+    async def _refuse(self, body: Body, reason: str, message: str) -> Outcome:
+        await self._patch_status(body, {}, sstatus.refused(reason, message), self.clock())
+        await self.recorder.record(body, WARNING, reason, message)
+        return None
+
+    async def _sync_finalizer(self, body: Body, spec: sspec.ScheduleSpec) -> Body:
+        meta = body["metadata"]
+        finalizers = list(meta.get("finalizers") or [])
+        want = spec.deletion_policy == sspec.DELETE
+        if want == (sspec.FIN_SCHEDULE in finalizers):
+            return body
+        if not want:
+            await self.api.remove_finalizer(SNAPSHOT_SCHEDULE, body, sspec.FIN_SCHEDULE)
+            return body
+        patch = {
+            "metadata": {
+                "finalizers": [*finalizers, sspec.FIN_SCHEDULE],
+                "resourceVersion": meta.get("resourceVersion"),
+            }
+        }
+        updated = await self.api.patch(SNAPSHOT_SCHEDULE, meta["name"], patch, meta["namespace"])
+        self.schedules.apply("MODIFIED", updated)
+        return updated
+
+    async def _finalize(self, body: Body) -> Outcome:
+        """``deletionPolicy: Delete``: what the schedule made goes first, then the finalizer."""
+        meta = body["metadata"]
+        if sspec.FIN_SCHEDULE not in (meta.get("finalizers") or []):
+            return None
+        try:
+            selector = f"{sspec.LABEL_SCHEDULE_UID}={meta['uid']}"
+            exporter = ScheduledExports.for_deletion(self, body)
+            await exporter.delete_all(selector)
+            for vs in await self.api.list(VOLUME_SNAPSHOT, meta["namespace"], label_selector=selector):
+                await self.api.delete(
+                    VOLUME_SNAPSHOT, vs["metadata"]["name"], meta["namespace"], uid=vs["metadata"]["uid"]
+                )
+                metrics.RETENTION_DELETIONS.labels("VolumeSnapshot").inc()
+            await self.api.remove_finalizer(SNAPSHOT_SCHEDULE, body, sspec.FIN_SCHEDULE)
+        except SnapshotterError as exc:
+            await self.recorder.error(body, exc)
+            return Requeue(exc.retry_after) if exc.retry_after else Requeue()
+        await self.recorder.record(
+            body, NORMAL, "Deleted", "deleted the snapshots and exports of this schedule"
+        )
+        return None
+
+
+__all__ = ["ScheduleReconciler", "utc_now"]

@@ -1,0 +1,99 @@
+"""Building blocks for schedule tests: the CRD, schedule objects as users write them, and what they made."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from export_scenario import REPO_ROOT
+from kubernetes import client as k8s
+from kubernetes.client.rest import ApiException
+from operator_scenario import GROUP as SNAPSHOT_GROUP
+from operator_scenario import VERSION as SNAPSHOT_VERSION
+
+SCHEDULE_CRD = REPO_ROOT / "crds" / "elasticsansnapshotschedules.yaml"
+GROUP, VERSION, PLURAL = "elasticsan.snapshotter.dev", "v1alpha1", "elasticsansnapshotschedules"
+KIND = "ElasticSanSnapshotSchedule"
+LABEL_UID = "elasticsan.snapshotter.dev/schedule-uid"
+ANN_TIME = "elasticsan.snapshotter.dev/scheduled-time"
+
+MINIMUM_INTERVAL = "5"
+WINDOW = "30"
+"""The operator's lowered minimum @every interval and the snapshot window, both in seconds.
+
+Seven snapshots per 30 s (not 5 min) lets @every 5s fit the limits, in the emulator as in the
+operator's limiter and arithmetic.
+"""
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+class Schedules:
+    def __init__(self, api: k8s.ApiClient) -> None:
+        self.custom = k8s.CustomObjectsApi(api)
+
+    def create(self, namespace: str, name: str, **spec: Any) -> dict[str, Any]:
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "metadata": {"name": name}, "spec": spec}
+        created: dict[str, Any] = self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, body
+        )
+        return created
+
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return found
+
+    def patch(self, namespace: str, name: str, spec: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, {"spec": spec})
+
+    def delete(self, namespace: str, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+
+    def status(self, namespace: str, name: str) -> dict[str, Any]:
+        return dict(((self.get(namespace, name) or {}).get("status")) or {})
+
+    def condition(self, namespace: str, name: str, kind: str) -> dict[str, Any] | None:
+        conditions = self.status(namespace, name).get("conditions") or []
+        return next((c for c in conditions if c["type"] == kind), None)
+
+    def made(self, namespace: str, uid: str) -> list[dict[str, Any]]:
+        """VolumeSnapshots the schedule with this UID made (those being deleted excluded)."""
+        found = self.custom.list_namespaced_custom_object(
+            SNAPSHOT_GROUP,
+            SNAPSHOT_VERSION,
+            namespace,
+            "volumesnapshots",
+            label_selector=f"{LABEL_UID}={uid}",
+        )
+        return [vs for vs in found["items"] if not vs["metadata"].get("deletionTimestamp")]
+
+    def ready(self, namespace: str, uid: str) -> list[dict[str, Any]]:
+        return [vs for vs in self.made(namespace, uid) if (vs.get("status") or {}).get("readyToUse")]
+
+
+def ticks_of(snapshots: list[dict[str, Any]]) -> list[str]:
+    return sorted(vs["metadata"]["annotations"][ANN_TIME] for vs in snapshots)
+
+
+def restore_claim(namespace: str, name: str, snapshot: str) -> dict[str, Any]:
+    """A claim restoring from ``snapshot`` on a class that does not exist: it stays Pending."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "10Gi"}},
+            "storageClassName": "no-such-class",
+            "dataSource": {"apiGroup": SNAPSHOT_GROUP, "kind": "VolumeSnapshot", "name": snapshot},
+        },
+    }
