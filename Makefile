@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: test lint binaries cluster install stubs demo
+.PHONY: test lint binaries velero cluster install stubs demo
 
 install: $(VENV)/.installed
 
@@ -18,6 +18,10 @@ $(VENV)/.installed: pyproject.toml
 binaries:
 	$(PYTHON) hack/build_binaries.py
 
+# Velero and its AWS object-store plugin, for the backup and restore tests only.
+velero:
+	$(PYTHON) hack/build_binaries.py --only velero --only velero-plugin-for-aws
+
 # gRPC stubs for CSI, generated from the pinned csi.proto in the Go module cache (never committed).
 stubs: install
 	$(BIN)/python hack/generate_csi_stubs.py
@@ -28,7 +32,7 @@ lint: install stubs
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint binaries
+test: lint binaries velero
 	$(BIN)/pytest -v -p no:cacheprovider --durations=20 $(PYTEST_ARGS)
 
 cluster: install binaries
