@@ -147,6 +147,10 @@ def components(v: dict[str, str]) -> list[Component]:
             ldflags=(
                 f"-X github.com/vmware-tanzu/velero/pkg/buildinfo.Version={v['VELERO_VERSION']}",
                 "-X github.com/vmware-tanzu/velero/pkg/buildinfo.GitTreeState=clean",
+                # controller-runtime's own metrics listener defaults to :8080 on every interface
+                # and Velero offers no flag for it; "0" turns it off (Velero's metrics have
+                # --metrics-address).
+                "-X sigs.k8s.io/controller-runtime/pkg/metrics/server.DefaultBindAddress=0",
             ),
             main_module=True,
             optional=True,
