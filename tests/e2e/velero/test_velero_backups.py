@@ -115,6 +115,7 @@ def test_backup_then_restore_after_the_namespace_and_volume_are_gone(
     assert new_volume.creation_data.create_source == "VolumeSnapshot"
     assert new_volume.creation_data.source_id.lower() == snapshot.id.lower()
     assert new_volume.name != volume.name
+    assert gone(lambda: kube.core.read_persistent_volume(pv)), "Velero restores no PV of a CSI snapshot"
 
 
 def test_restore_into_another_namespace_while_the_original_exists(
