@@ -12,10 +12,8 @@ from typing import Any
 
 from azure.mgmt.elasticsan import ElasticSanMgmtClient
 from operator_scenario import (
-    GROUP,
     RESOURCE_GROUP,
     SAN,
-    VERSION,
     VOLUME_GROUP,
     Kube,
     StartOperator,
@@ -56,18 +54,7 @@ def test_restore_by_an_operator_configured_for_another_subscription(
     # bound to it, and a claim restoring from that VolumeSnapshot.
     restored = unique_name("restored")
     kube.create_content(restored, handle, snapshot_namespace=namespace, snapshot_name=restored)
-    kube.custom.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        namespace,
-        "volumesnapshots",
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "VolumeSnapshot",
-            "metadata": {"name": restored},
-            "spec": {"source": {"volumeSnapshotContentName": restored}},
-        },
-    )
+    kube.create_snapshot(namespace, restored, content=restored)
     kube.wait_snapshot_ready(namespace, restored)
     kube.create_claim(namespace, "data-restored", storage_class, "10Gi", snapshot=restored)
     claim = kube.wait_claim_bound(namespace, "data-restored")
