@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: test test-fast lint binaries cluster install stubs demo bench bench-quick bench-freeze bench-schedules
+.PHONY: test test-fast lint binaries velero cluster install stubs demo bench bench-quick bench-freeze bench-schedules
 
 install: $(VENV)/.installed
 
@@ -17,6 +17,10 @@ $(VENV)/.installed: pyproject.toml
 
 binaries:
 	$(PYTHON) hack/build_binaries.py
+
+# Velero and its AWS object-store plugin, for the backup and restore tests only.
+velero:
+	$(PYTHON) hack/build_binaries.py --only velero --only velero-plugin-for-aws
 
 # gRPC stubs for CSI, generated from the pinned csi.proto in the Go module cache, and for the
 # freeze agent from our own freeze.proto (never committed).
@@ -31,7 +35,7 @@ lint: install stubs
 	$(BIN)/lint-imports
 
 # Coverage of domain/, azure/ and kubernetes/ (pyproject.toml [tool.coverage]) is printed at the end.
-test: lint binaries
+test: lint binaries velero
 	$(MAKE) bench-quick
 	$(BIN)/pytest -v -p no:cacheprovider --durations=20 --cov --cov-report=term $(PYTEST_ARGS)
 

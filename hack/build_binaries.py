@@ -3,12 +3,15 @@
 
 Everything comes from the Go module proxy: each component is built with
 `go build` inside a throwaway wrapper module whose `replace` lines are derived
-from the upstream `go.mod` (never typed by hand). Binaries are cached by
+from the upstream `go.mod` (never typed by hand), or, for modules whose own
+`replace` lines must apply (Velero), inside a copy of the downloaded module. Binaries are cached by
 version under ``${XDG_CACHE_HOME:-~/.cache}/elasticsan-snapshotter/bin``, so a
 warm run builds nothing; Go's own build cache is reused as well.
 
     python3 hack/build_binaries.py            # build what is missing, print paths
     python3 hack/build_binaries.py --json     # the same as one JSON object
+    python3 hack/build_binaries.py --only velero --only velero-plugin-for-aws   # optional ones
+    python3 hack/build_binaries.py --all      # everything, optional components included
 
 Exit status is non-zero with one clear ``error:`` line when something fails.
 """
@@ -65,6 +68,11 @@ class Component:
     packages: dict[str, str]  # binary name -> Go package path
     extra_requires: dict[str, str] = field(default_factory=dict)
     ldflags: tuple[str, ...] = ()
+    # Build the downloaded module itself (packages are then relative, ``./cmd/x``), so that its own
+    # go.mod, replace directives and go.sum apply exactly as upstream builds it.
+    main_module: bool = False
+    # Built only when asked for by name (--only) or with --all: the suite's core never waits for it.
+    optional: bool = False
 
     def binary_path(self, root: Path, name: str) -> Path:
         return root / "bin" / self.key / self.version / name
@@ -130,6 +138,30 @@ def components(v: dict[str, str]) -> list[Component]:
                 f"-X helm.sh/helm/v3/internal/version.version={v['HELM_VERSION']}",
                 "-X helm.sh/helm/v3/internal/version.gitTreeState=clean",
             ),
+        ),
+        Component(
+            key="velero",
+            module="github.com/vmware-tanzu/velero",
+            version=v["VELERO_VERSION"],
+            packages={"velero": "./cmd/velero"},
+            ldflags=(
+                f"-X github.com/vmware-tanzu/velero/pkg/buildinfo.Version={v['VELERO_VERSION']}",
+                "-X github.com/vmware-tanzu/velero/pkg/buildinfo.GitTreeState=clean",
+                # controller-runtime's own metrics listener defaults to :8080 on every interface
+                # and Velero offers no flag for it; "0" turns it off (Velero's metrics have
+                # --metrics-address).
+                "-X sigs.k8s.io/controller-runtime/pkg/metrics/server.DefaultBindAddress=0",
+            ),
+            main_module=True,
+            optional=True,
+        ),
+        Component(
+            key="velero-plugin-for-aws",
+            module="github.com/vmware-tanzu/velero-plugin-for-aws",
+            version=v["VELERO_PLUGIN_FOR_AWS_VERSION"],
+            packages={"velero-plugin-for-aws": "./velero-plugin-for-aws"},
+            main_module=True,
+            optional=True,
         ),
     ]
 
@@ -241,15 +273,31 @@ def build(comp: Component, root: Path) -> None:
     workroot.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"{comp.key}-", dir=workroot) as tmp:
         workdir = Path(tmp)
-        write_wrapper(comp, workdir, workdir)
-        run_go(["mod", "tidy", "-e"], workdir, f"resolving modules for {comp.module}@{comp.version}")
+        mode: list[str] = []
+        if comp.main_module:
+            srcdir = workdir / "src"
+            copy_module(Path(module_info(comp.module, comp.version, workdir)["Dir"]), srcdir)
+            mode = ["-mod=readonly"]  # upstream's go.sum, never re-resolved
+        else:
+            srcdir = workdir
+            write_wrapper(comp, workdir, workdir)
+            run_go(["mod", "tidy", "-e"], workdir, f"resolving modules for {comp.module}@{comp.version}")
         outdir = workdir / "out"
         outdir.mkdir()
         ldflags = " ".join(("-s", "-w", *comp.ldflags))
         for name in missing:
             run_go(
-                ["build", "-trimpath", "-ldflags", ldflags, "-o", str(outdir / name), comp.packages[name]],
-                workdir,
+                [
+                    "build",
+                    *mode,
+                    "-trimpath",
+                    "-ldflags",
+                    ldflags,
+                    "-o",
+                    str(outdir / name),
+                    comp.packages[name],
+                ],
+                srcdir,
                 f"building {name} ({comp.module}@{comp.version})",
             )
             target = comp.binary_path(root, name)
@@ -259,6 +307,13 @@ def build(comp: Component, root: Path) -> None:
             os.replace(staged, target)
             log(f"  {name} -> {target}")
     log(f"{comp.key} done in {time.monotonic() - started:.0f}s")
+
+
+def copy_module(source: Path, target: Path) -> None:
+    """A writable copy of a module from Go's read-only module cache."""
+    shutil.copytree(source, target, copy_function=shutil.copyfile)
+    for folder, _, _ in os.walk(target):
+        os.chmod(folder, 0o755)
 
 
 @contextlib.contextmanager
@@ -272,7 +327,16 @@ def cache_lock(root: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def artifacts(versions: dict[str, str], root: Path, only: set[str] | None = None) -> dict[str, object]:
+def wanted(comp: Component, only: set[str] | None, everything: bool) -> bool:
+    """Named by --only, or (without --only) not optional unless --all asks for everything."""
+    if only is not None:
+        return bool(only & set(comp.packages))
+    return everything or not comp.optional
+
+
+def artifacts(
+    versions: dict[str, str], root: Path, only: set[str] | None = None, *, everything: bool = False
+) -> dict[str, object]:
     """Build what is missing and return where everything is."""
     result: dict[str, object] = {"versions": versions, "binaries": {}}
     binaries: dict[str, str] = {}
@@ -280,7 +344,7 @@ def artifacts(versions: dict[str, str], root: Path, only: set[str] | None = None
         scratch = root / "work"
         scratch.mkdir(parents=True, exist_ok=True)
         for comp in components(versions):
-            if only is not None and not (only & set(comp.packages)):
+            if not wanted(comp, only, everything):
                 continue
             build(comp, root)
             binaries.update({n: str(comp.binary_path(root, n)) for n in comp.packages})
@@ -299,10 +363,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object with every path")
     parser.add_argument("--only", action="append", help="build only the component holding this binary")
+    parser.add_argument("--all", action="store_true", help="also build the optional components (Velero)")
     parser.add_argument("--versions", type=Path, default=VERSIONS_FILE, help="the pinned versions file")
     args = parser.parse_args(argv)
     try:
-        found = artifacts(read_versions(args.versions), cache_root(), set(args.only) if args.only else None)
+        found = artifacts(
+            read_versions(args.versions),
+            cache_root(),
+            set(args.only) if args.only else None,
+            everything=args.all,
+        )
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -130,9 +130,29 @@ class ElasticSanAzure:
             "raw_response_hook": _on_response,
             **config.retry.sdk_kwargs(),
         }
+        self._options = options
         self._san = ElasticSanMgmtClient(self._credential, config.subscription_id, **options)
         self._compute = ComputeManagementClient(self._credential, config.subscription_id, **options)
+        # Handles name their subscription, which may not be the configured one: one client pair each.
+        self._other: dict[str, tuple[ElasticSanMgmtClient, ComputeManagementClient]] = {}
         self._closed = False
+
+    def _clients(self, subscription: str) -> tuple[ElasticSanMgmtClient, ComputeManagementClient]:
+        key = subscription.lower()
+        if key == self.config.subscription_id.lower():
+            return self._san, self._compute
+        if key not in self._other:
+            self._other[key] = (
+                ElasticSanMgmtClient(self._credential, subscription, **self._options),
+                ComputeManagementClient(self._credential, subscription, **self._options),
+            )
+        return self._other[key]
+
+    def _san_in(self, subscription: str) -> ElasticSanMgmtClient:
+        return self._clients(subscription)[0]
+
+    def _compute_in(self, subscription: str) -> ComputeManagementClient:
+        return self._clients(subscription)[1]
 
     async def __aenter__(self) -> ElasticSanAzure:
         return self
@@ -149,8 +169,9 @@ class ElasticSanAzure:
         if self._closed:
             return
         self._closed = True
-        await self._san.close()
-        await self._compute.close()
+        for san, compute in [(self._san, self._compute), *self._other.values()]:
+            await san.close()
+            await compute.close()
         if self._owns_credential:
             await self._credential.close()
         await self._session.close()
@@ -226,13 +247,17 @@ class ElasticSanAzure:
 
     async def get_elastic_san(self, san: ElasticSanId) -> ElasticSanInfo:
         async def action() -> ElasticSanInfo:
-            return self._san_info(await self._san.elastic_sans.get(san.resource_group, san.name))
+            return self._san_info(
+                await self._san_in(san.subscription).elastic_sans.get(san.resource_group, san.name)
+            )
 
         return await self._call("elastic_san.get", san.arm_id, action)
 
     async def list_volume_groups(self, san: ElasticSanId) -> list[VolumeGroupId]:
         async def action() -> list[VolumeGroupId]:
-            pages = self._san.volume_groups.list_by_elastic_san(san.resource_group, san.name)
+            pages = self._san_in(san.subscription).volume_groups.list_by_elastic_san(
+                san.resource_group, san.name
+            )
             return [san.volume_group(str(item.name)) async for item in pages]
 
         return await self._call("volume_group.list", san.arm_id, action)
@@ -241,14 +266,18 @@ class ElasticSanAzure:
 
     async def list_volumes(self, volume_group: VolumeGroupId) -> list[VolumeInfo]:
         async def action() -> list[VolumeInfo]:
-            pages = self._san.volumes.list_by_volume_group(*_volume_group_path(volume_group))
+            pages = self._san_in(volume_group.san.subscription).volumes.list_by_volume_group(
+                *_volume_group_path(volume_group)
+            )
             return [self._volume_info(item, volume_group.volume(str(item.name))) async for item in pages]
 
         return await self._call("volume.list", volume_group.arm_id, action)
 
     async def get_volume(self, volume: VolumeId) -> VolumeInfo:
         async def action() -> VolumeInfo:
-            found = await self._san.volumes.get(*_volume_group_path(volume.volume_group), volume.name)
+            found = await self._san_in(volume.subscription).volumes.get(
+                *_volume_group_path(volume.volume_group), volume.name
+            )
             return self._volume_info(found, volume)
 
         return await self._call("volume.get", volume.arm_id, action)
@@ -269,7 +298,7 @@ class ElasticSanAzure:
         )
 
         async def action() -> VolumeInfo:
-            poller = await self._san.volumes.begin_create(
+            poller = await self._san_in(volume.subscription).volumes.begin_create(
                 *_volume_group_path(volume.volume_group), volume.name, body
             )
             return self._volume_info(await poller.result(), volume)
@@ -297,7 +326,7 @@ class ElasticSanAzure:
                 )
 
         async def action() -> None:
-            poller = await self._san.volumes.begin_delete(
+            poller = await self._san_in(volume.subscription).volumes.begin_delete(
                 *_volume_group_path(volume.volume_group),
                 volume.name,
                 x_ms_delete_snapshots="true" if delete_snapshots else "false",
@@ -310,7 +339,7 @@ class ElasticSanAzure:
 
     async def get_snapshot(self, snapshot: SnapshotId) -> SnapshotInfo:
         async def action() -> SnapshotInfo:
-            found = await self._san.volume_snapshots.get(
+            found = await self._san_in(snapshot.subscription).volume_snapshots.get(
                 *_volume_group_path(snapshot.volume_group), snapshot.name
             )
             return self._snapshot_info(found, snapshot)
@@ -338,7 +367,7 @@ class ElasticSanAzure:
         )
 
         async def action() -> SnapshotInfo:
-            poller = await self._san.volume_snapshots.begin_create(
+            poller = await self._san_in(snapshot.subscription).volume_snapshots.begin_create(
                 *_volume_group_path(snapshot.volume_group), snapshot.name, body
             )
             return self._snapshot_info(await poller.result(), snapshot)
@@ -358,7 +387,7 @@ class ElasticSanAzure:
         query = f"volumeName eq {volume_name}" if volume_name else None
 
         async def action() -> list[SnapshotInfo]:
-            pages = self._san.volume_snapshots.list_by_volume_group(
+            pages = self._san_in(volume_group.san.subscription).volume_snapshots.list_by_volume_group(
                 *_volume_group_path(volume_group), filter=query
             )
             found = [self._snapshot_info(item, volume_group.snapshot(str(item.name))) async for item in pages]
@@ -371,7 +400,7 @@ class ElasticSanAzure:
 
     async def delete_snapshot(self, snapshot: SnapshotId) -> None:
         async def action() -> None:
-            poller = await self._san.volume_snapshots.begin_delete(
+            poller = await self._san_in(snapshot.subscription).volume_snapshots.begin_delete(
                 *_volume_group_path(snapshot.volume_group), snapshot.name
             )
             await poller.result()
@@ -382,7 +411,9 @@ class ElasticSanAzure:
 
     async def get_disk_snapshot(self, disk_snapshot: DiskSnapshotId) -> DiskSnapshotInfo:
         async def action() -> DiskSnapshotInfo:
-            found = await self._compute.snapshots.get(disk_snapshot.resource_group, disk_snapshot.name)
+            found = await self._compute_in(disk_snapshot.subscription).snapshots.get(
+                disk_snapshot.resource_group, disk_snapshot.name
+            )
             return self._disk_snapshot_info(found, disk_snapshot)
 
         return await self._call("disk_snapshot.get", disk_snapshot.arm_id, action)
@@ -418,7 +449,7 @@ class ElasticSanAzure:
         )
 
         async def action() -> DiskSnapshotInfo:
-            poller = await self._compute.snapshots.begin_create_or_update(
+            poller = await self._compute_in(disk_snapshot.subscription).snapshots.begin_create_or_update(
                 disk_snapshot.resource_group, disk_snapshot.name, body
             )
             return self._disk_snapshot_info(await poller.result(), disk_snapshot)
@@ -428,7 +459,7 @@ class ElasticSanAzure:
 
     async def delete_disk_snapshot(self, disk_snapshot: DiskSnapshotId) -> None:
         async def action() -> None:
-            poller = await self._compute.snapshots.begin_delete(
+            poller = await self._compute_in(disk_snapshot.subscription).snapshots.begin_delete(
                 disk_snapshot.resource_group, disk_snapshot.name
             )
             await poller.result()

@@ -3,20 +3,24 @@
 ARM treats resource IDs case-insensitively, so these identities compare and
 hash without regard to case while keeping the spelling they were given.
 
-Compact handles fit the CSI limit of 128 bytes and leave the subscription out
-(it comes from configuration):
+Compact handles fit the CSI limit of 128 bytes. They name the subscription
+where it fits, so that a handle stored elsewhere (a Velero backup restored by an
+operator configured for another default subscription) still names the same
+resource; where it does not fit, the subscription comes from configuration:
 
-====================  ===============================  ==========================
-resource              compact handle                   ARM ID
-====================  ===============================  ==========================
-Elastic SAN volume    ``rg#san#volumeGroup#volume``    ``/subscriptions/…/volumes/<volume>``
-volume snapshot       ``rg#san#volumeGroup#snapshot``  ``/subscriptions/…/snapshots/<snapshot>``
-managed-disk snapshot ``rg#snapshot``                  ``/subscriptions/…/Microsoft.Compute/snapshots/<name>``
-====================  ===============================  ==========================
+====================  ====================================  ==========================
+resource              compact handle                        ARM ID
+====================  ====================================  ==========================
+Elastic SAN volume    ``sub#rg#san#volumeGroup#volume``     ``/subscriptions/…/volumes/<volume>``
+volume snapshot       ``sub#rg#san#volumeGroup#snapshot``   ``/subscriptions/…/snapshots/<snapshot>``
+managed-disk snapshot ``sub#rg#snapshot``                   ``/subscriptions/…/Microsoft.Compute/snapshots/<name>``
+====================  ====================================  ==========================
 
-Volumes and volume snapshots share a shape; the context (a volume handle or a
-snapshot handle) tells them apart. Wherever a handle comes in, both forms are
-accepted.
+Without the leading ``sub#`` (the form before subscriptions were included, and
+the fallback for long names) the configured subscription is meant. Volumes and
+volume snapshots share a shape; the context (a volume handle or a snapshot
+handle) tells them apart. Wherever a handle comes in, every form is accepted,
+the full ARM ID included.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ _PATTERNS = {
 }
 # Resource group names: 1-90 of alphanumerics, '_', '-', '.', '(' and ')', not ending in '.'.
 _RG_NAME = re.compile(r"^[-\w.()]{0,89}[-\w()]$")
+# Subscription IDs are GUIDs; only a GUID leads a handle, so ``sub#`` never reads as a name.
+_GUID = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
 _SIMPLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 
 
@@ -163,13 +169,10 @@ class _VolumeGroupChild(_CaseInsensitive):
         return f"{self.volume_group.arm_id}/{self._segment}/{self.name}"
 
     def handle(self, default_subscription: str) -> str:
-        """The compact handle when the subscription is the configured one, else the ARM ID."""
+        """The compact handle, with the subscription where it fits (see the module docstring)."""
         vg = self.volume_group
-        if vg.san.subscription.lower() == default_subscription.lower():
-            value = SEPARATOR.join((vg.san.resource_group, vg.san.name, vg.name, self.name))
-        else:
-            value = self.arm_id
-        return _fit(value, self._kind)
+        parts = (vg.san.resource_group, vg.san.name, vg.name, self.name)
+        return _handle(self.subscription, parts, default_subscription, self.arm_id, self._kind)
 
 
 @dataclass(frozen=True, eq=False)
@@ -182,8 +185,8 @@ class VolumeId(_VolumeGroupChild):
         if value.startswith("/"):
             sub, rg, san, vg, name = _match("volume", value, "an Elastic SAN volume")
             return cls(VolumeGroupId(ElasticSanId(sub, rg, san), vg), name)
-        rg, san, vg, name = _split_handle(value, 4, "volume")
-        return cls(VolumeGroupId(ElasticSanId(default_subscription, rg, san), vg), name)
+        sub, rg, san, vg, name = _split_handle(value, 4, "volume", default_subscription)
+        return cls(VolumeGroupId(ElasticSanId(sub, rg, san), vg), name)
 
 
 @dataclass(frozen=True, eq=False)
@@ -198,8 +201,8 @@ class SnapshotId(_VolumeGroupChild):
         if value.startswith("/"):
             sub, rg, san, vg, name = _match("snapshot", value, "an Elastic SAN volume snapshot")
             return cls(VolumeGroupId(ElasticSanId(sub, rg, san), vg), name)
-        rg, san, vg, name = _split_handle(value, 4, "volume snapshot")
-        return cls(VolumeGroupId(ElasticSanId(default_subscription, rg, san), vg), name)
+        sub, rg, san, vg, name = _split_handle(value, 4, "volume snapshot", default_subscription)
+        return cls(VolumeGroupId(ElasticSanId(sub, rg, san), vg), name)
 
 
 @dataclass(frozen=True, eq=False)
@@ -210,19 +213,16 @@ class DiskSnapshotId(_ResourceGroupChild):
     _type = "Microsoft.Compute/snapshots"
 
     def handle(self, default_subscription: str) -> str:
-        if self.subscription.lower() == default_subscription.lower():
-            value = SEPARATOR.join((self.resource_group, self.name))
-        else:
-            value = self.arm_id
-        return _fit(value, "managed-disk snapshot")
+        parts = (self.resource_group, self.name)
+        return _handle(self.subscription, parts, default_subscription, self.arm_id, self._kind)
 
     @classmethod
     def parse(cls, value: str, default_subscription: str) -> DiskSnapshotId:
         if value.startswith("/"):
             sub, rg, name = _match("disk_snapshot", value, "a managed-disk snapshot")
             return cls(sub, rg, name)
-        rg, name = _split_handle(value, 2, "managed-disk snapshot")
-        return cls(default_subscription, rg, name)
+        sub, rg, name = _split_handle(value, 2, "managed-disk snapshot", default_subscription)
+        return cls(sub, rg, name)
 
 
 def parse_snapshot_handle(value: str, default_subscription: str) -> SnapshotId | DiskSnapshotId:
@@ -231,7 +231,7 @@ def parse_snapshot_handle(value: str, default_subscription: str) -> SnapshotId |
         if _PATTERNS["disk_snapshot"].match(value):
             return DiskSnapshotId.parse(value, default_subscription)
         return SnapshotId.parse(value, default_subscription)
-    if value.count(SEPARATOR) == 1:
+    if value.count(SEPARATOR) in (1, 2):  # rg#name or sub#rg#name
         return DiskSnapshotId.parse(value, default_subscription)
     return SnapshotId.parse(value, default_subscription)
 
@@ -243,12 +243,29 @@ def _match(kind: str, value: str, what: str) -> tuple[Any, ...]:
     return found.groups()
 
 
-def _split_handle(value: str, parts: int, what: str) -> list[str]:
+def _handle(
+    subscription: str, parts: tuple[str, ...], default_subscription: str, arm_id: str, what: str
+) -> str:
+    """``sub#parts`` where it fits; else ``parts`` when the subscription is the configured one."""
+    portable = SEPARATOR.join((subscription, *parts))
+    if _GUID.match(subscription) and len(portable.encode()) <= CSI_MAX_BYTES:
+        return portable
+    if subscription.lower() == default_subscription.lower():
+        return _fit(SEPARATOR.join(parts), what)
+    return _fit(arm_id, what)  # longer still than the portable form: refused with the reason
+
+
+def _split_handle(value: str, parts: int, what: str, default_subscription: str) -> list[str]:
+    """The subscription and ``parts`` pieces of a handle with or without its leading subscription."""
     pieces = value.split(SEPARATOR)
-    if len(pieces) != parts or not all(pieces):
+    if len(pieces) == parts:
+        pieces.insert(0, default_subscription)
+    elif pieces and not _GUID.match(pieces[0]):
+        pieces = []
+    if len(pieces) != parts + 1 or not all(pieces):
         raise InvalidRequest(
             f"{quote(value)} is not a {what} handle: expected {parts} non-empty parts separated by "
-            f"{SEPARATOR!r}, or a full ARM resource ID"
+            f"{SEPARATOR!r} (or {parts + 1} with the subscription ID first), or a full ARM resource ID"
         )
     return pieces
 

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,11 @@ class Artifacts:
         return cls(binaries, versions, Path(str(data["snapshot_crds"])), Path(str(data["csi_proto"])))
 
 
-def discover() -> Artifacts:
-    """Build what is missing (a no-op when the cache is warm) and return the paths."""
+def discover(only: Sequence[str] = ()) -> Artifacts:
+    """Build what is missing (a no-op when the cache is warm) and return the paths.
+
+    ``only`` names binaries whose components alone are built, optional ones (Velero) included.
+    """
     listed = os.environ.get(ARTIFACTS_ENV)
     if listed:
         return Artifacts.from_json(json.loads(Path(listed).read_text()))
@@ -55,7 +59,7 @@ def discover() -> Artifacts:
             "to a JSON file printed by 'hack/build_binaries.py --json'"
         )
     proc = subprocess.run(
-        [sys.executable, str(BUILD_SCRIPT), "--json"],
+        [sys.executable, str(BUILD_SCRIPT), "--json", *(f"--only={name}" for name in only)],
         capture_output=True,
         text=True,
         check=False,

@@ -48,8 +48,9 @@ def test_dynamic_snapshot_restore_and_delete(
     assert status["restoreSize"] == 10 * GIB
     assert isinstance(status["creationTime"], int)
     assert status["creationTime"] > 1_600_000_000 * 10**9
-    assert (
-        status["snapshotHandle"] == f"{RESOURCE_GROUP}#{SAN}#{VOLUME_GROUP}#snapshot-{vs['metadata']['uid']}"
+    subscription = volume.id.split("/")[2]
+    assert status["snapshotHandle"] == (
+        f"{subscription}#{RESOURCE_GROUP}#{SAN}#{VOLUME_GROUP}#snapshot-{vs['metadata']['uid']}"
     )
     assert "error" not in status
     assert "snapshot.storage.kubernetes.io/volumesnapshot-being-created" not in (

@@ -61,7 +61,7 @@ async def test_create_volume_rounds_up_and_carries_iscsi_attributes(plugin: Plug
     answer = await plugin.controller.CreateVolume(volume_request("data", size=GIB + 1))
     volume = answer.volume
     assert volume.capacity_bytes == 2 * GIB
-    assert volume.volume_id == "rg#san1#vg1#data"
+    assert volume.volume_id == f"{SUBSCRIPTION}#rg#san1#vg1#data"
     info = await plugin.azure.get_volume(VolumeId.parse(volume.volume_id, SUBSCRIPTION))
     assert volume.volume_context["iqn"] == info.target_iqn
     assert volume.volume_context["targetPortal"] == info.target_portal
@@ -83,7 +83,7 @@ async def test_create_volume_uses_the_only_volume_group_when_none_is_named(plugi
     request = volume_request("plain")
     del request.parameters["volumeGroup"]
     answer = await plugin.controller.CreateVolume(request)
-    assert answer.volume.volume_id == "rg#san1#vg1#plain"
+    assert answer.volume.volume_id == f"{SUBSCRIPTION}#rg#san1#vg1#plain"
 
 
 @pytest.mark.parametrize(
@@ -179,7 +179,7 @@ async def test_create_snapshot_is_idempotent_and_reports_size_and_time(plugin: P
     snapshot = await make_snapshot(plugin)
     assert snapshot.ready_to_use
     assert snapshot.size_bytes == 10 * GIB
-    assert snapshot.snapshot_id == "rg#san1#vg1#snap-a"
+    assert snapshot.snapshot_id == f"{SUBSCRIPTION}#rg#san1#vg1#snap-a"
     assert snapshot.creation_time.seconds > 0
     again = await plugin.controller.CreateSnapshot(
         pb.CreateSnapshotRequest(name="snap-a", source_volume_id=snapshot.source_volume_id)

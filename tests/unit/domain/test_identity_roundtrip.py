@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 from elasticsan_snapshotter.domain.errors import InvalidRequest
@@ -54,51 +54,66 @@ def test_volume_arm_id_round_trips(volume: VolumeId) -> None:
     assert parsed.arm_id == volume.arm_id
 
 
-@given(volume_ids())
-def test_volume_compact_handle_round_trips(volume: VolumeId) -> None:
+@given(volume_ids(), subscriptions)
+def test_volume_handles_carry_their_subscription(volume: VolumeId, other: str) -> None:
     handle = volume.handle(volume.subscription)
     assert not handle.startswith("/")
     assert len(handle.encode()) <= CSI_MAX_BYTES
-    assert VolumeId.parse(handle, volume.subscription) == volume
-
-
-@given(volume_ids(), subscriptions)
-def test_volume_handle_in_another_subscription_is_the_arm_id_or_refused(volume: VolumeId, other: str) -> None:
-    assume(other.lower() != volume.subscription.lower())
-    if len(volume.arm_id.encode()) > CSI_MAX_BYTES:
-        # A volume ARM ID with a GUID subscription rarely fits CSI's 128 bytes.
-        with pytest.raises(InvalidRequest, match="outside the configured subscription"):
-            volume.handle(other)
-        return
-    handle = volume.handle(other)
-    assert handle == volume.arm_id
+    assert handle.split("#")[0] == volume.subscription
+    # An operator configured for any other default subscription reads the same volume.
     assert VolumeId.parse(handle, other) == volume
+    assert volume.handle(other) == handle
+
+
+@given(snapshot_ids(), subscriptions)
+def test_snapshot_handles_resolve_under_any_default_subscription(snapshot: SnapshotId, other: str) -> None:
+    handle = snapshot.handle(snapshot.subscription)
+    assert handle == f"{snapshot.subscription}#{snapshot.volume_group.san.resource_group}#" + (
+        f"{snapshot.volume_group.san.name}#{snapshot.volume_group.name}#{snapshot.name}"
+    )
+    assert parse_snapshot_handle(handle, other) == snapshot
+    assert SnapshotId.parse(snapshot.arm_id, other) == snapshot
+    assert parse_snapshot_handle(snapshot.arm_id, other) == snapshot
 
 
 @given(disk_snapshot_ids(), subscriptions)
-def test_disk_snapshot_in_another_subscription_uses_its_arm_id(disk: DiskSnapshotId, other: str) -> None:
-    assume(other.lower() != disk.subscription.lower())
-    assume(len(disk.arm_id.encode()) <= CSI_MAX_BYTES)
+def test_disk_snapshot_handles_resolve_under_any_default_subscription(
+    disk: DiskSnapshotId, other: str
+) -> None:
     handle = disk.handle(other)
-    assert handle == disk.arm_id
+    assert handle == f"{disk.subscription}#{disk.resource_group}#{disk.name}"
     assert parse_snapshot_handle(handle, other) == disk
+    assert DiskSnapshotId.parse(disk.arm_id, other) == disk
+    assert parse_snapshot_handle(disk.arm_id, other) == disk
 
 
-@given(snapshot_ids())
-def test_snapshot_handles_round_trip_both_ways(snapshot: SnapshotId) -> None:
-    assert SnapshotId.parse(snapshot.arm_id, SUB) == snapshot
-    compact = snapshot.handle(snapshot.subscription)
-    assert parse_snapshot_handle(compact, snapshot.subscription) == snapshot
-    assert parse_snapshot_handle(snapshot.arm_id, SUB) == snapshot
+@given(snapshot_ids(), disk_snapshot_ids())
+def test_handles_without_a_subscription_mean_the_configured_one(
+    snapshot: SnapshotId, disk: DiskSnapshotId
+) -> None:
+    # The form written before handles carried the subscription is still read.
+    group = snapshot.volume_group
+    old = f"{group.san.resource_group}#{group.san.name}#{group.name}#{snapshot.name}"
+    assert parse_snapshot_handle(old, snapshot.subscription) == snapshot
+    assert parse_snapshot_handle(f"{disk.resource_group}#{disk.name}", disk.subscription) == disk
+    volume = group.volume(snapshot.name)
+    assert VolumeId.parse(old, volume.subscription) == volume
 
 
-@given(disk_snapshot_ids())
-def test_disk_snapshot_handles_round_trip_both_ways(disk: DiskSnapshotId) -> None:
-    assert DiskSnapshotId.parse(disk.arm_id, SUB) == disk
-    compact = disk.handle(disk.subscription)
-    assert compact.count("#") == 1
-    assert parse_snapshot_handle(compact, disk.subscription) == disk
-    assert parse_snapshot_handle(disk.arm_id, SUB) == disk
+def test_long_names_fall_back_to_the_form_without_the_subscription() -> None:
+    san = ElasticSanId(SUB, "r" * 30, "s" * 24)
+    snapshot = san.volume_group("g" * 24).snapshot("snapshot-" + "0" * 36)
+    handle = snapshot.handle(SUB)
+    assert handle == "#".join(("r" * 30, "s" * 24, "g" * 24, "snapshot-" + "0" * 36))
+    assert parse_snapshot_handle(handle, SUB) == snapshot
+    # Outside the configured subscription nothing shorter than the ARM ID names it: refused.
+    with pytest.raises(InvalidRequest, match="outside the configured subscription"):
+        snapshot.handle("00000000-0000-0000-0000-000000000002")
+
+
+def test_a_subscription_that_is_no_guid_is_left_out() -> None:
+    volume = ElasticSanId("sub-1", "rg", "san").volume_group("vg").volume("vol")
+    assert volume.handle("sub-1") == "rg#san#vg#vol"
 
 
 @given(volume_ids())
@@ -140,6 +155,8 @@ def test_arbitrary_text_is_either_a_volume_or_invalid_request(text: str) -> None
         "",
         "rg#san#vg",
         "rg#san#vg#vol#extra",
+        f"{SUB}#rg#san#vg#vol#extra",
+        f"{SUB}##san#vg#vol",
         "rg##vg#vol",
         "rg#san#vg#",
         "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ElasticSan/elasticSans/san/volumegroups/vg",
@@ -169,13 +186,13 @@ def test_handle_longer_than_csi_allows_is_refused() -> None:
 
 
 @given(st.lists(names, min_size=0, max_size=7).filter(lambda parts: len(parts) != 4))
-def test_compact_volume_handles_need_exactly_four_parts(parts: list[str]) -> None:
+def test_compact_volume_handles_need_four_parts_after_the_subscription(parts: list[str]) -> None:
     with pytest.raises(InvalidRequest, match="4 non-empty parts"):
         VolumeId.parse("#".join(parts), SUB)
 
 
 @given(st.lists(names, min_size=3, max_size=7).filter(lambda parts: len(parts) != 2))
-def test_compact_disk_snapshot_handles_need_exactly_two_parts(parts: list[str]) -> None:
+def test_compact_disk_snapshot_handles_need_two_parts_after_the_subscription(parts: list[str]) -> None:
     with pytest.raises(InvalidRequest, match="2 non-empty parts"):
         DiskSnapshotId.parse("#".join(parts), SUB)
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,3 +53,33 @@ def test_malformed_versions_file_is_named(tmp_path: Path) -> None:
     assert proc.returncode != 0
     [line] = error_lines(proc)
     assert "malformed line" in line
+
+
+def _script() -> Any:
+    spec = importlib.util.spec_from_file_location("build_binaries", SCRIPT)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["build_binaries"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_velero_is_built_only_when_asked_for() -> None:
+    script = _script()
+    comps = script.components(script.read_versions())
+    by_key = {c.key: c for c in comps}
+
+    default = {c.key for c in comps if script.wanted(c, None, False)}
+    assert "velero" not in default
+    assert "velero-plugin-for-aws" not in default
+    assert {"kubernetes", "etcd", "external-snapshotter"} <= default
+
+    asked = {c.key for c in comps if script.wanted(c, {"velero", "velero-plugin-for-aws"}, False)}
+    assert asked == {"velero", "velero-plugin-for-aws"}
+    assert {c.key for c in comps if script.wanted(c, None, True)} == set(by_key)
+
+    # Velero's go.mod replaces kopia: it is built as the main module, with its own go.sum.
+    assert by_key["velero"].main_module
+    assert by_key["velero"].packages == {"velero": "./cmd/velero"}
+    assert by_key["velero"].version == script.read_versions()["VELERO_VERSION"]
