@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from elasticsan_snapshotter.domain.freeze import MAX_TTL_SECONDS
+from elasticsan_snapshotter.log_output import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,6 @@ def register(subparsers: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from elasticsan_snapshotter.csi_command import configure_logging
-
     configure_logging(args.log_format)
     # Imported here so that `--help` never loads gRPC or the generated stubs.
     from elasticsan_snapshotter.freeze.agent import AgentConfig, thaw_all_through

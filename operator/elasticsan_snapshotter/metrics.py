@@ -167,21 +167,29 @@ FREEZE_PROOFS_FAILED = Counter(
 )
 
 SCHEDULE_RUNS = Counter(
+    "schedule_runs",
+    "Snapshots made by schedules, by result (Succeeded: became ready; Failed: ended in an error).",
     ["result"],
     namespace=NAMESPACE,
     registry=REGISTRY,
 )
 SCHEDULE_SKIPPED = Counter(
+    "schedule_skipped_runs",
+    "Scheduled runs skipped, by reason (MissedStartingDeadline, MissedTicks, ClaimNotBound).",
     ["reason"],
     namespace=NAMESPACE,
     registry=REGISTRY,
 )
 RETENTION_DELETIONS = Counter(
+    "retention_deletions",
+    "Objects deleted by schedule retention, by kind (VolumeSnapshot, ElasticSanSnapshotExport).",
     ["kind"],
     namespace=NAMESPACE,
     registry=REGISTRY,
 )
 SCHEDULE_TICK_TO_READY = Histogram(
+    "schedule_tick_to_ready_seconds",
+    "Time from a schedule's tick to its snapshot being seen ready (jitter included).",
     namespace=NAMESPACE,
     registry=REGISTRY,
     buckets=(1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0),
@@ -229,14 +237,6 @@ __all__ = [
     "OLDEST_UNREADY_SECONDS",
     "REGISTRY",
     "RESTORES",
-    "schedule_runs",
-    "Snapshots made by schedules, by result (Succeeded: became ready; Failed: ended in an error).",
-    "schedule_skipped_runs",
-    "Scheduled runs skipped, by reason (MissedStartingDeadline, MissedTicks, ClaimNotBound).",
-    "retention_deletions",
-    "Objects deleted by schedule retention, by kind (VolumeSnapshot, ElasticSanSnapshotExport).",
-    "schedule_tick_to_ready_seconds",
-    "Time from a schedule's tick to its snapshot being seen ready (jitter included).",
     "RETENTION_DELETIONS",
     "SCHEDULE_RUNS",
     "SCHEDULE_SKIPPED",
@@ -246,8 +246,4 @@ __all__ = [
     "SNAPSHOTS_FAILED",
     "SNAPSHOT_READY_SECONDS",
     "UNREADY_CONTENTS",
-    "creation_age",
-    "observe_ready",
-    "render",
-    "track_unready",
 ]

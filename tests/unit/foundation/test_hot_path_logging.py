@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from elasticsan_snapshotter.csi_command import configure_logging
+from elasticsan_snapshotter.log_output import configure_logging
 from elasticsan_snapshotter.operator_command import quiet_per_event_logs
 
 pytestmark = pytest.mark.unit
