@@ -6,7 +6,7 @@ import pytest
 from aiohttp import web
 from api_server import Seen, api_server, failure, ok
 
-from elasticsan_snapshotter.domain.errors import Forbidden, NotFound, Throttled, Transient
+from elasticsan_snapshotter.domain.errors import NotFound, Throttled, Transient, Unauthenticated
 from elasticsan_snapshotter.kubernetes.api import JSON_PATCH, MERGE_PATCH, Conflict, KubeApi
 from elasticsan_snapshotter.kubernetes.resources import PERSISTENT_VOLUME, VOLUME_SNAPSHOT
 
@@ -74,10 +74,11 @@ async def test_a_401_logs_in_again_once_with_the_new_token() -> None:
         assert server.logins == 2
 
 
-async def test_a_second_401_is_forbidden() -> None:
+async def test_a_second_401_is_unauthenticated() -> None:
+    """Refused again after a fresh login: retryable (credentials may be rotating), never final."""
     async with api_server() as (server, api):
         server.answer("GET", PV, failure(401, "Unauthorized"))
-        with pytest.raises(Forbidden, match="unauthorized after logging in again"):
+        with pytest.raises(Unauthenticated, match="unauthorized after logging in again"):
             await api.get(PERSISTENT_VOLUME, "pv-1")
         assert server.logins == 2
         assert len(server.seen) == 2
@@ -115,9 +116,17 @@ def finalizers(*names: str) -> dict[str, object]:
 
 async def test_remove_finalizer_tests_its_index_and_rereads_a_stale_object() -> None:
     async with api_server() as (server, api):
-        # The cached object is stale: someone added a finalizer in front of ours.
+        # The cached object is stale: someone added a finalizer in front of ours. kube-apiserver
+        # names the failed `test` operation as the cause.
+        failed_test = {
+            "reason": "UnexpectedServerResponse",
+            "message": "testing value /metadata/finalizers/0 failed",
+        }
         server.answer(
-            "PATCH", PV, failure(422, "Invalid", "the test operation failed"), ok(finalizers("other"))
+            "PATCH",
+            PV,
+            failure(422, "Invalid", "the test operation failed", causes=[failed_test]),
+            ok(finalizers("other")),
         )
         server.answer("GET", PV, ok(finalizers("first", "ours", "other")))
         assert await api.remove_finalizer(PERSISTENT_VOLUME, finalizers("ours", "other"), "ours")
