@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# elasticsan-snapshotter: the operator (and the CSI controller) in a slim, non-root image.
+# elasticsan-snapshotter: the operator, the CSI controller and the emulator in a slim, non-root image.
 #
 #   docker build -t elasticsan-snapshotter:dev .
 #

@@ -7,6 +7,7 @@ Three outputs, all from the pinned helm (HELM_VERSION in hack/versions.env):
   that ``helm uninstall`` never deletes the custom resources with it (see docs/install.md).
   The Kopf peering CRDs stay in the chart's ``crds/`` folder, which Helm installs before the
   templates: the chart's templates create a peering object, and Helm must know its kind first.
+  The demo's copies (``elasticsan_snapshotter/demo/crds/``, its package data) come with them.
 - ``manifests``: ``deploy/``, plain manifests for ``kubectl apply -k deploy/``, rendered from
   the chart with its default values into the namespace ``elasticsan-snapshotter``, and the
   optional freeze agent (certificates from cert-manager) beside them.
@@ -31,6 +32,7 @@ CHART_CRDS = CHART / "crds"
 OWN_CHART_CRDS = frozenset({"kopf-peerings.yaml"})
 CRD_TEMPLATES = CHART / "templates" / "crds"
 SOURCE_CRDS = ROOT / "crds"
+DEMO_CRDS = ROOT / "operator" / "elasticsan_snapshotter" / "demo" / "crds"
 DEPLOY = ROOT / "deploy"
 TESTS = ROOT / "tests" / "integration" / "install"
 GOLDEN = TESTS / "golden"
@@ -155,7 +157,10 @@ def wanted_crds() -> dict[Path, str]:
     for path in CHART_CRDS.glob("*.yaml"):
         if path.name not in OWN_CHART_CRDS:
             wanted[path] = ""  # copy from before the CRDs became templates: remove it
-    return wanted
+    demo = {DEMO_CRDS / src.name: src.read_text() for src in sorted(SOURCE_CRDS.glob("*.yaml"))}
+    for path in DEMO_CRDS.glob("*.yaml"):
+        demo.setdefault(path, "")
+    return wanted | demo
 
 
 def wanted_manifests() -> dict[Path, str]:

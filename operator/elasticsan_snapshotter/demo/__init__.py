@@ -33,8 +33,8 @@ from typing import IO, Any, TypeVar
 from elasticsan_snapshotter import DRIVER_NAME
 
 T = TypeVar("T")
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CRD_DIR = REPO_ROOT / "crds"
+# Package data: copies of the repository's crds/ (hack/render_manifests.py keeps them current).
+CRD_DIR = Path(__file__).resolve().parent / "crds"
 SNAPSHOT_GROUP, SNAPSHOT_VERSION = "snapshot.storage.k8s.io", "v1"
 EXPORT_GROUP, EXPORT_VERSION, EXPORT_PLURAL = DRIVER_NAME, "v1alpha1", "elasticsansnapshotexports"
 EXPORT_RECONCILER = "elasticsan_snapshotter.kubernetes.exporter"
@@ -591,7 +591,7 @@ def _walk(steps: Steps, progress: Progress, workdir: Path, stack: ExitStack, tim
     export_crds = export_crd_files()
     with steps.step(STEP_TITLES[2]) as detail:
         crds = install_crds(api, export_crds, progress)
-        detail.append(f"CRDs {', '.join(crds) or '(none in crds/)'}; {walk.install_classes()}")
+        detail.append(f"CRDs {', '.join(crds) or '(none)'}; {walk.install_classes()}")
         walk.create_namespace()
     with steps.step(STEP_TITLES[3]) as detail:
         operator = OperatorProcess(
@@ -618,7 +618,7 @@ def _walk(steps: Steps, progress: Progress, workdir: Path, stack: ExitStack, tim
         detail.append(f"PVC {walk.namespace}/restored Bound to PV {new_volume} (new Elastic SAN volume)")
     files.step(steps, STEP_TITLES[9], lambda: files.compare(new_volume))
     if not export_crds:
-        steps.skip(STEP_TITLES[10], "the ElasticSanSnapshotExport CRD is not in crds/ in this checkout")
+        steps.skip(STEP_TITLES[10], "the ElasticSanSnapshotExport CRD is not among the demo's manifests")
     elif not export_reconciler_present():
         steps.skip(STEP_TITLES[10], f"the export reconciler ({EXPORT_RECONCILER}) is not in this build")
     else:

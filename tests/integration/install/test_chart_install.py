@@ -202,6 +202,9 @@ def helm_release(tools: Tools, cluster: LocalCluster) -> Iterator[Installed]:
         "--namespace",
         CHART_NAMESPACE,
         "--create-namespace",
+        # Other tests in the same run install the project's CRDs from crds/, unowned; a first install in a
+        # cluster without them (as a user's) needs no flag.
+        "--take-ownership",
         "--set",
         "snapshotClass.create=true",
         "--set",

@@ -14,6 +14,8 @@ import pytest
 import yaml
 from install_support import CHART, HERE, REPO_ROOT, Tools
 
+from elasticsan_snapshotter.demo import export_crd_files
+
 FULL_VALUES = HERE / "values-full.yaml"
 RENDER_SCRIPT = REPO_ROOT / "hack" / "render_manifests.py"
 
@@ -74,6 +76,8 @@ def test_chart_crds_are_the_crds_dir_with_a_keep_policy(tools: Tools) -> None:
     assert not [
         d for d in objects(tools, "--set", "crds.install=false") if d["kind"] == "CustomResourceDefinition"
     ]
+    # The demo installs byte copies, its package data.
+    assert [p.read_bytes() for p in export_crd_files()] == [s.read_bytes() for s in sources]
 
 
 def test_golden_renders_hold_every_object_kind() -> None:

@@ -7,7 +7,6 @@ cluster-wide and this test installs, changes and keeps them.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import shutil
@@ -15,7 +14,6 @@ import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -25,6 +23,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
 
+import hack_scripts
 from capabilities import missing
 from elasticsan_snapshotter.local_cluster import Artifacts, LocalCluster, assert_is_local
 from waiting import wait_for
@@ -80,17 +79,6 @@ def extract_chart(commit: str, into: Path) -> Path:
     return into / CHART_PATH
 
 
-def render_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "render_manifests", REPO_ROOT / "hack" / "render_manifests.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def chart_with_probe_field(into: Path) -> Path:
     """The current chart with one more optional spec field in the export CRD, made as a real change is:
     edit the CRD in crds/, regenerate the chart's template."""
@@ -102,7 +90,9 @@ def chart_with_probe_field(into: Path) -> Path:
         spec["properties"][PROBE] = {"type": "string", "description": "Only in the changed schema."}
     changed = into / "elasticsansnapshotexports.yaml"
     changed.write_text(yaml.safe_dump(source, sort_keys=False))
-    (chart / "templates" / "crds" / changed.name).write_text(render_script().crd_template(changed))
+    (chart / "templates" / "crds" / changed.name).write_text(
+        hack_scripts.load("render_manifests").crd_template(changed)
+    )
     return chart
 
 

@@ -78,8 +78,16 @@ def test_install_steps_give_a_working_command(tmp_path: Path) -> None:
         [str(prefix / "bin" / "elasticsan-snapshotter"), "--help"], capture_output=True, text=True, timeout=60
     )
     assert helped.returncode == 0, helped.stderr
-    for command in ("operator", "emulator", "csi-controller", "freeze-agent", "demo"):
-        assert re.search(rf"^\s+{command}(\s|$)", helped.stdout, re.MULTILINE), helped.stdout
+    listed = set(re.findall(r"^\s{4}(\S+)", helped.stdout, re.MULTILINE))
+    assert {"operator", "emulator", "csi-controller", "freeze-agent"} <= listed, helped.stdout
+    assert "demo" not in listed, helped.stdout
+    # What ships is what runs in production: no local control plane, no demo.
+    [package] = prefix.glob("lib/python*/site-packages/elasticsan_snapshotter")
+    assert (package / "emulator" / "server.py").is_file()
+    assert (package / "csi" / "_generated" / "csi_pb2.py").is_file()
+    assert (package / "freeze" / "_generated" / "freeze_pb2.py").is_file()
+    assert not (package / "local_cluster").exists()
+    assert not (package / "demo").exists()
     operator_help = subprocess.run(
         [str(prefix / "bin" / "elasticsan-snapshotter"), "operator", "--help"],
         capture_output=True,
