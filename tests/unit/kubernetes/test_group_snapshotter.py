@@ -328,3 +328,19 @@ async def test_member_contents_are_released_without_touching_azure() -> None:
     assert member["metadata"]["finalizers"] == []
     assert world.azure.call_count("delete_snapshot") == 0
     assert len(await world.members_in_azure()) == 3
+
+
+async def test_a_full_pace_makes_the_group_wait_with_an_event_and_no_error() -> None:
+    world = World()
+    busy = world.volumes[1]
+    for i in range(7):
+        world.azure.add_snapshot(VG.snapshot(f"recent-{i}"), busy)  # just now, by the fake's clock
+    outcome = await world.reconcile()
+    assert isinstance(outcome, Requeue)
+    assert outcome.after is not None
+    assert 200 < outcome.after <= 301
+    assert world.azure.call_count("create_snapshot") == 0
+    assert "status" not in world.content()
+    [event] = world.kube.events
+    assert (event["type"], event["reason"]) == ("Warning", "GroupWaitingForBudget")
+    assert busy.arm_id in event["message"]
