@@ -328,3 +328,39 @@ async def test_member_contents_are_released_without_touching_azure() -> None:
     assert member["metadata"]["finalizers"] == []
     assert world.azure.call_count("delete_snapshot") == 0
     assert len(await world.members_in_azure()) == 3
+
+
+async def test_a_full_pace_makes_the_group_wait_with_an_event_and_no_error() -> None:
+    world = World()
+    busy = world.volumes[1]
+    for i in range(7):
+        world.azure.add_snapshot(VG.snapshot(f"recent-{i}"), busy)  # just now, by the fake's clock
+    outcome = await world.reconcile()
+    assert isinstance(outcome, Requeue)
+    assert outcome.after is not None
+    assert 200 < outcome.after <= 301
+    assert world.azure.call_count("create_snapshot") == 0
+    assert "status" not in world.content()
+    [event] = world.kube.events
+    assert (event["type"], event["reason"]) == ("Warning", "GroupWaitingForBudget")
+    assert busy.arm_id in event["message"]
+
+
+async def test_a_member_content_not_ready_is_made_ready_once_azure_says_so() -> None:
+    world = World()
+    await world.reconcile()
+    entry = world.content()["status"]["volumeSnapshotInfoList"][0]
+    member = {
+        "metadata": {"name": "snapcontent-m1", "annotations": {ANN_GROUP_MEMBER_HANDLE: HANDLE}},
+        "spec": {"driver": groups.GROUP_DRIVER_NAME, "source": {"volumeHandle": entry["volumeHandle"]}},
+        "status": {"snapshotHandle": entry["snapshotHandle"], "readyToUse": False},
+    }
+    world.kube.put("volumesnapshotcontents", member)
+    world.members.apply("ADDED", copy.deepcopy(member))
+    snapshot = VG.snapshot(world.member_name(world.volumes[0]))
+    world.azure.set_snapshot_state(snapshot, "Creating")
+    assert await world.member_reconciler.reconcile("snapcontent-m1") == Requeue()
+    assert member["status"]["readyToUse"] is False
+    world.azure.set_snapshot_state(snapshot, "Succeeded")
+    assert await world.member_reconciler.reconcile("snapcontent-m1") is None
+    assert member["status"]["readyToUse"] is True
