@@ -12,23 +12,22 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from kubernetes import client as k8s
 
 from elasticsan_snapshotter.local_cluster import Artifacts, ArtifactsError, LocalCluster, discover
-from elasticsan_snapshotter.local_cluster.operator_process import OperatorProcess
 
 OPERATOR_TESTS = Path(__file__).resolve().parents[2] / "integration" / "operator"
 sys.path.insert(0, str(OPERATOR_TESTS))
 
-from operator_scenario import Kube, StartOperator  # noqa: E402
 from velero_stack import ObjectStore, Velero, VeleroObjects  # noqa: E402
 
 from waiting import wait_for  # noqa: E402
 
 
-def _operator_fixtures() -> object:
+def _operator_fixtures() -> ModuleType:
     spec = importlib.util.spec_from_file_location("operator_fixtures", OPERATOR_TESTS / "conftest.py")
     assert spec is not None
     assert spec.loader is not None
@@ -38,11 +37,13 @@ def _operator_fixtures() -> object:
 
 
 _shared = _operator_fixtures()
-emulator = _shared.emulator  # type: ignore[attr-defined]
-esan = _shared.esan  # type: ignore[attr-defined]
-san_id = _shared.san_id  # type: ignore[attr-defined]
-start_operator = _shared.start_operator  # type: ignore[attr-defined]
-source_volume = _shared.source_volume  # type: ignore[attr-defined]
+emulator = _shared.emulator
+esan = _shared.esan
+san_id = _shared.san_id
+start_operator = _shared.start_operator
+source_volume = _shared.source_volume
+operator = _shared.operator
+kube = _shared.kube
 
 VELERO_BINARIES = ("velero", "velero-plugin-for-aws")
 
@@ -67,12 +68,6 @@ def velero_artifacts(pytestconfig: pytest.Config) -> Artifacts:
                 f"built Velero and velero-plugin-for-aws in {elapsed:.0f}s (cached from now on)"
             )
     return found
-
-
-@pytest.fixture(scope="module")
-def operator(start_operator: StartOperator) -> OperatorProcess:
-    started: OperatorProcess = start_operator()
-    return started
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +108,3 @@ def velero(
     finally:
         stack.stop_server()
         store.stop()
-
-
-@pytest.fixture
-def kube(api_client: k8s.ApiClient) -> Kube:
-    return Kube(api_client)
