@@ -79,7 +79,7 @@ def velero(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[VeleroObjects]:
     workdir = tmp_path_factory.mktemp("velero")
-    store = ObjectStore(workdir).start()
+    store = ObjectStore(workdir)
     versions = velero_artifacts.versions
     stack = Velero(
         velero_artifacts.binary("velero"),
@@ -90,6 +90,7 @@ def velero(
         workdir,
     )
     try:
+        store.start()
         stack.install(
             plugin_image=f"velero/velero-plugin-for-aws:{versions['VELERO_PLUGIN_FOR_AWS_VERSION']}",
             image=f"velero/velero:{versions['VELERO_VERSION']}",
