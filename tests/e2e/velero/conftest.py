@@ -12,23 +12,22 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from kubernetes import client as k8s
 
 from elasticsan_snapshotter.local_cluster import Artifacts, ArtifactsError, LocalCluster, discover
-from elasticsan_snapshotter.local_cluster.operator_process import OperatorProcess
 
 OPERATOR_TESTS = Path(__file__).resolve().parents[2] / "integration" / "operator"
 sys.path.insert(0, str(OPERATOR_TESTS))
 
-from operator_scenario import Kube, StartOperator  # noqa: E402
 from velero_stack import ObjectStore, Velero, VeleroObjects  # noqa: E402
 
 from waiting import wait_for  # noqa: E402
 
 
-def _operator_fixtures() -> object:
+def _operator_fixtures() -> ModuleType:
     spec = importlib.util.spec_from_file_location("operator_fixtures", OPERATOR_TESTS / "conftest.py")
     assert spec is not None
     assert spec.loader is not None
@@ -38,11 +37,13 @@ def _operator_fixtures() -> object:
 
 
 _shared = _operator_fixtures()
-emulator = _shared.emulator  # type: ignore[attr-defined]
-esan = _shared.esan  # type: ignore[attr-defined]
-san_id = _shared.san_id  # type: ignore[attr-defined]
-start_operator = _shared.start_operator  # type: ignore[attr-defined]
-source_volume = _shared.source_volume  # type: ignore[attr-defined]
+emulator = _shared.emulator
+esan = _shared.esan
+san_id = _shared.san_id
+start_operator = _shared.start_operator
+source_volume = _shared.source_volume
+operator = _shared.operator
+kube = _shared.kube
 
 VELERO_BINARIES = ("velero", "velero-plugin-for-aws")
 
@@ -70,12 +71,6 @@ def velero_artifacts(pytestconfig: pytest.Config) -> Artifacts:
 
 
 @pytest.fixture(scope="module")
-def operator(start_operator: StartOperator) -> OperatorProcess:
-    started: OperatorProcess = start_operator()
-    return started
-
-
-@pytest.fixture(scope="module")
 def velero(
     velero_artifacts: Artifacts,
     artifacts: Artifacts,
@@ -84,7 +79,7 @@ def velero(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[VeleroObjects]:
     workdir = tmp_path_factory.mktemp("velero")
-    store = ObjectStore(workdir).start()
+    store = ObjectStore(workdir)
     versions = velero_artifacts.versions
     stack = Velero(
         velero_artifacts.binary("velero"),
@@ -95,6 +90,7 @@ def velero(
         workdir,
     )
     try:
+        store.start()
         stack.install(
             plugin_image=f"velero/velero-plugin-for-aws:{versions['VELERO_PLUGIN_FOR_AWS_VERSION']}",
             image=f"velero/velero:{versions['VELERO_VERSION']}",
@@ -113,8 +109,3 @@ def velero(
     finally:
         stack.stop_server()
         store.stop()
-
-
-@pytest.fixture
-def kube(api_client: k8s.ApiClient) -> Kube:
-    return Kube(api_client)

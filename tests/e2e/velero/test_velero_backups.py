@@ -49,10 +49,10 @@ def completed_backup(velero: VeleroObjects, name: str, namespace: str) -> tuple[
     backup = velero.backup(name, namespace)
     status = backup["status"]
     assert status["phase"] == "Completed", status
-    assert status.get("warnings", 0) == 0, velero.velero.cli("backup", "logs", name)
+    assert status.get("warnings", 0) == 0, velero.stack.cli("backup", "logs", name)
     assert status.get("errors", 0) == 0
     assert status.get("csiVolumeSnapshotsCompleted") == status.get("csiVolumeSnapshotsAttempted") == 1, status
-    [content] = velero.velero.store.backup_items(name, CONTENTS)
+    [content] = velero.stack.store.backup_items(name, CONTENTS)
     assert content["spec"]["driver"] == DRIVER_NAME
     assert content["status"]["readyToUse"] is True
     assert "error" not in content["status"]
@@ -175,12 +175,12 @@ def test_deleting_a_backup_deletes_its_snapshot_and_nothing_else(
         snapshot_arm_id(volume, kept_handle),
     }
 
-    velero.velero.cli("backup", "delete", doomed, "--confirm")
+    velero.stack.cli("backup", "delete", doomed, "--confirm")
     wait_for("the Backup to go", lambda: velero.get("backups", doomed) is None, timeout=180, interval=1.0)
 
     assert [s.id for s in snapshots_of(esan, volume.name)] == [snapshot_arm_id(volume, kept_handle)]
-    assert velero.velero.store.keys(f"backups/{doomed}/") == []
-    assert velero.velero.store.keys(f"backups/{kept}/") != []
+    assert velero.stack.store.keys(f"backups/{doomed}/") == []
+    assert velero.stack.store.keys(f"backups/{kept}/") != []
     handles = [
         (c.get("status") or {}).get("snapshotHandle") or c["spec"]["source"].get("snapshotHandle")
         for c in kube.custom.list_cluster_custom_object(GROUP, VERSION, "volumesnapshotcontents")["items"]

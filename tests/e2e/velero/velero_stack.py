@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -217,9 +216,9 @@ class Velero:
 class VeleroObjects:
     """Velero's own objects (Backup, Restore, BackupStorageLocation) read through the API."""
 
-    def __init__(self, api: k8s.ApiClient, velero: Velero) -> None:
+    def __init__(self, api: k8s.ApiClient, stack: Velero) -> None:
         self.custom = k8s.CustomObjectsApi(api)
-        self.velero = velero
+        self.stack = stack
 
     def get(self, plural: str, name: str) -> dict[str, Any] | None:
         try:
@@ -237,23 +236,19 @@ class VeleroObjects:
         ended = final | {"Failed", "FailedValidation", "PartiallyFailed"}
 
         def done() -> dict[str, Any] | None:
-            assert self.velero.server is not None
-            self.velero.server.check_alive()
+            assert self.stack.server is not None
+            self.stack.server.check_alive()
             found = self.get(plural, name)
             return found if found and (found.get("status") or {}).get("phase") in ended else None
 
         return wait_for(f"{plural} {name} to finish", done, timeout=timeout, interval=1.0)
 
     def backup(self, name: str, namespace: str) -> dict[str, Any]:
-        self.velero.cli(
+        self.stack.cli(
             "backup", "create", name, f"--include-namespaces={namespace}", "--snapshot-volumes=true"
         )
         return self.wait_phase("backups", name, {"Completed"})
 
     def restore(self, name: str, backup: str, *extra: str) -> dict[str, Any]:
-        self.velero.cli("restore", "create", name, f"--from-backup={backup}", *extra)
+        self.stack.cli("restore", "create", name, f"--from-backup={backup}", *extra)
         return self.wait_phase("restores", name, {"Completed"})
-
-    def items(self, plural: str) -> Iterator[dict[str, Any]]:
-        listed = self.custom.list_namespaced_custom_object(VELERO_GROUP, VELERO_VERSION, NAMESPACE, plural)
-        yield from listed["items"]

@@ -67,7 +67,9 @@ def test_dynamic_snapshot_restore_and_delete(
     pv = kube.core.read_persistent_volume(restored.spec.volume_name)
     assert pv.metadata.name == f"pvc-{restored.metadata.uid}"
     assert pv.spec.csi.driver == "iscsi.csi.k8s.io"
-    assert pv.spec.csi.volume_handle == f"{RESOURCE_GROUP}#{SAN}#{VOLUME_GROUP}#pvc-{restored.metadata.uid}"
+    assert pv.spec.csi.volume_handle == (
+        f"{subscription}#{RESOURCE_GROUP}#{SAN}#{VOLUME_GROUP}#pvc-{restored.metadata.uid}"
+    )
     new_volume = esan.volumes.get(RESOURCE_GROUP, SAN, VOLUME_GROUP, f"pvc-{restored.metadata.uid}")
     assert new_volume.creation_data.create_source == "VolumeSnapshot"
     assert new_volume.creation_data.source_id.lower() == azure_snapshot.id.lower()
