@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import statistics
 import sys
@@ -26,10 +27,10 @@ sys.path.insert(0, str(ROOT / "tests" / "integration" / "freeze"))
 from freeze_support import AgentProcess, make_pki, node, pod_uid  # noqa: E402
 
 from elasticsan_snapshotter.azure.client import ElasticSanAzure  # noqa: E402
-from elasticsan_snapshotter.azure.config import AzureConfig, PacingConfig  # noqa: E402
+from elasticsan_snapshotter.azure.config import PacingConfig  # noqa: E402
 from elasticsan_snapshotter.domain.freeze import FILESYSTEM_CONSISTENT, FreezePolicy, MemberMount  # noqa: E402
 from elasticsan_snapshotter.domain.identity import ElasticSanId, VolumeGroupId  # noqa: E402
-from elasticsan_snapshotter.emulator.process import MANAGEMENT_SCOPE, EmulatorInfo, EmulatorProcess  # noqa: E402
+from elasticsan_snapshotter.emulator.process import EmulatorInfo, EmulatorProcess  # noqa: E402
 from elasticsan_snapshotter.freeze.client import connect  # noqa: E402
 from elasticsan_snapshotter.freeze_window import FreezeCoordinator  # noqa: E402
 
@@ -47,20 +48,16 @@ def seed(path: Path) -> Path:
 
 
 def azure(info: EmulatorInfo) -> ElasticSanAzure:
-    return ElasticSanAzure(
-        AzureConfig(
-            subscription_id=info.subscription_id,
-            arm_endpoint=info.endpoint,
-            authority_host=info.authority,
-            ca_bundle=info.ca_cert,
-            tenant_id=info.tenant_id,
-            client_id=info.client_id,
-            client_secret=info.client_secret,
-            credential_scopes=(MANAGEMENT_SCOPE,),
-            polling_interval=0.05,
-            pacing=PacingConfig(snapshots_per_volume=100000, write_rate_per_second=1000.0, write_burst=1000),
-        )
-    )
+    # The measuring script's adapter, without client-side pacing: the group path reserves first.
+    spec = importlib.util.spec_from_file_location("measure_arm_calls", ROOT / "hack" / "measure_arm_calls.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    pacing = PacingConfig(snapshots_per_volume=100000, write_rate_per_second=1000.0, write_burst=1000)
+    adapter: ElasticSanAzure = module.adapter_for(info, pacing, polling_interval=0.05)
+    return adapter
 
 
 async def bench(rounds: int) -> None:
