@@ -61,7 +61,10 @@ class Row:
     detail: str
 
 
-def adapter_for(info: EmulatorInfo) -> ElasticSanAzure:
+def adapter_for(
+    info: EmulatorInfo, pacing: PacingConfig | None = None, polling_interval: float | None = None
+) -> ElasticSanAzure:
+    extra = {} if polling_interval is None else {"polling_interval": polling_interval}
     return ElasticSanAzure(
         AzureConfig(
             subscription_id=info.subscription_id,
@@ -73,7 +76,8 @@ def adapter_for(info: EmulatorInfo) -> ElasticSanAzure:
             client_secret=info.client_secret,
             credential_scopes=(MANAGEMENT_SCOPE,),
             retry=RetryConfig(status=RETRY_STATUS),
-            pacing=PacingConfig(snapshots_per_volume=1000),
+            pacing=pacing or PacingConfig(snapshots_per_volume=1000),
+            **extra,
         )
     )
 

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -101,11 +102,12 @@ def main(args: argparse.Namespace) -> int:
 
 
 async def _serve(config: Any) -> None:
-    from elasticsan_snapshotter.csi.server import stop_on_signals
     from elasticsan_snapshotter.freeze.agent import run
 
     stop = asyncio.Event()
-    stop_on_signals(stop)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):  # both thaw every lease before the exit
+        loop.add_signal_handler(signum, stop.set)
     await run(config, stop)
 
 

@@ -5,7 +5,7 @@ node, and three callables: ``reserve`` (take the Azure write budget for every me
 429 can stretch a freeze), ``cut`` (create every member snapshot and wait until each has
 succeeded) and ``pods_after`` (which pods mount the members now). The coordinator freezes
 every node in parallel with TTL = what is left of the budget, cuts, proves the freeze held
-and thaws on every exit path. The result carries the *achieved* level, never the requested
+and thaws on every exit path; the answers to the thaw right after the cut are the proof. The result carries the *achieved* level, never the requested
 one. ``record`` is called before each step is acted on, so a restarted operator knows which
 lease to release (``release``).
 """
@@ -24,7 +24,6 @@ from elasticsan_snapshotter.domain.errors import NotFound, SnapshotterError
 from elasticsan_snapshotter.domain.freeze import (
     FILESYSTEM_CONSISTENT,
     FreezeAgentPort,
-    FreezePlan,
     FreezePolicy,
     LeaseState,
     LeaseView,
@@ -100,6 +99,7 @@ class FreezeCoordinator:
         boots = {n: i.boot_id for n, i in zip(nodes, identities, strict=True)}
         await self.record(WindowStep(FREEZE, lease_id, nodes))
         started = self.clock()
+        thawed: dict[str, tuple[bool, LeaseView] | None] | None = None
         try:
 
             async def freeze(node: str, max_ttl: float) -> LeaseView:
@@ -115,36 +115,32 @@ class FreezeCoordinator:
                 raise failed[0]
             await self.record(WindowStep(CUT, lease_id, nodes))
             result = await cut()
-            proof = await self._prove(lease_id, plan, boots, pods_after)
+            # Thawing at once keeps the window short, and its answer is the proof: held until now.
+            thawed = await self._thaw(lease_id, nodes)
         finally:
-            await release(self.agents, lease_id, nodes)
+            # Every exit path thaws; a node whose thaw failed just now gets one more try.
+            await release(self.agents, lease_id, [n for n in nodes if thawed is None or thawed[n] is None])
             frozen_seconds = self.clock() - started
             metrics.FREEZE_WINDOW_SECONDS.observe(frozen_seconds)
             await self.record(WindowStep(THAWED, lease_id, nodes))
+        for answer in thawed.values():
+            if answer is not None and answer[1].state is LeaseState.EXPIRED:
+                metrics.FREEZE_LEASES_EXPIRED.inc()
+        proof = prove(plan, boots, thawed, await pods_after())
         achieved = outcome(policy, proof)
         if achieved.level != FILESYSTEM_CONSISTENT:
             metrics.FREEZE_PROOFS_FAILED.inc()
             log.warning("freeze of %s not proven: %s", lease_id, "; ".join(proof.reasons))
         return WindowResult(achieved, result, proof, frozen_seconds)
 
-    async def _prove(
-        self,
-        lease_id: str,
-        plan: FreezePlan,
-        boots: Mapping[str, str],
-        pods_after: Callable[[], Awaitable[Iterable[tuple[str, str, str]]]],
-    ) -> Proof:
-        async def read(node: str) -> tuple[str, LeaseView]:
-            agent = self.agents[node]
-            identity, lease = await asyncio.gather(agent.identity(), agent.get_lease(lease_id))
-            return identity.boot_id, lease
-
-        reads = await asyncio.gather(*(read(n) for n in plan.nodes), return_exceptions=True)
-        after = {n: (r if isinstance(r, tuple) else None) for n, r in zip(plan.nodes, reads, strict=True)}
-        for found in after.values():
-            if found is not None and found[1].state is LeaseState.EXPIRED:
-                metrics.FREEZE_LEASES_EXPIRED.inc()
-        return prove(plan, boots, after, await pods_after())
+    async def _thaw(self, lease_id: str, nodes: Sequence[str]) -> dict[str, tuple[bool, LeaseView] | None]:
+        answers = await asyncio.gather(
+            *(self.agents[n].thaw(lease_id) for n in nodes), return_exceptions=True
+        )
+        for node, answer in zip(nodes, answers, strict=True):
+            if isinstance(answer, BaseException):
+                log.error("thawing lease %s on node %s failed (its TTL will): %s", lease_id, node, answer)
+        return {n: (a if isinstance(a, tuple) else None) for n, a in zip(nodes, answers, strict=True)}
 
 
 async def release(agents: Mapping[str, FreezeAgentPort], lease_id: str, nodes: Iterable[str]) -> None:

@@ -225,23 +225,27 @@ class Proof:
 def prove(
     plan: FreezePlan,
     boots: Mapping[str, str],
-    after: Mapping[str, tuple[str, LeaseView] | None],
+    thawed: Mapping[str, tuple[bool, LeaseView] | None],
     pods_after: Iterable[tuple[str, str, str]],
 ) -> Proof:
     """Did the freeze cover the cut? ``boots``: the boot ID each node's agent had when it froze;
-    ``after``: each node's agent boot and lease as read after the cut (``None`` when they could
-    not be read); ``pods_after``: (node, pod UID, PV) triples mounting the members after the cut."""
+    ``thawed``: each node's answer to the Thaw sent right after the cut (whether the lease was
+    still held, and the lease), ``None`` when there was none; ``pods_after``: (node, pod UID, PV)
+    triples mounting the members after the cut. A lease is held only under the boot that set
+    it (a restart thaws everything), so "still held when thawed" covers the whole cut."""
     reasons: list[str] = []
     for node in plan.nodes:
-        read = after.get(node)
-        if read is None:
-            reasons.append(f"node {node}: the lease could not be read after the cut")
+        answer = thawed.get(node)
+        if answer is None:
+            reasons.append(f"node {node}: the lease could not be thawed after the cut")
             continue
-        boot, lease = read
-        if lease.state is not LeaseState.ACTIVE:
+        held, lease = answer
+        if not held:
             reasons.append(f"node {node}: lease {lease.lease_id} is {lease.state.value}, not Active")
-        if boot != boots.get(node) or lease.boot_id != boots.get(node):
-            reasons.append(f"node {node}: the agent restarted during the cut (now boot {boot})")
+        if lease.state is LeaseState.THAWED_ON_RESTART or lease.boot_id != boots.get(node):
+            reasons.append(
+                f"node {node}: the agent restarted during the cut (the lease's boot {lease.boot_id})"
+            )
     before, now = plan.pods(), frozenset(pods_after)
     for node, pod, pv in sorted(before - now):
         reasons.append(f"node {node}: pod {pod} no longer mounts {pv}")

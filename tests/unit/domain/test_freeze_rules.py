@@ -84,13 +84,13 @@ PODS = [("node-1", UID_A, "pv-1"), ("node-2", UID_B, "pv-2")]
 
 
 def lease(
-    node: str, state: f.LeaseState = f.LeaseState.ACTIVE, boot: str | None = None
-) -> tuple[str, f.LeaseView]:
-    """What the proof reads from one node: the agent's boot now, and the lease."""
-    return boot or f"boot-{node}", f.LeaseView("lease", state, f"boot-{node}", node, (), 0.0)
+    node: str, state: f.LeaseState = f.LeaseState.THAWED, boot: str | None = None
+) -> tuple[bool, f.LeaseView]:
+    """One node's answer to the thaw after the cut: whether the lease was still held, and the lease."""
+    return state is f.LeaseState.THAWED, f.LeaseView("lease", state, boot or f"boot-{node}", node, (), 0.0)
 
 
-def test_the_proof_holds_when_every_lease_is_active_under_the_same_boot_with_the_same_pods() -> None:
+def test_the_proof_holds_when_every_lease_was_held_until_the_thaw_with_the_same_pods() -> None:
     leases = {"node-1": lease("node-1"), "node-2": lease("node-2")}
     proof = f.prove(PLAN, {"node-1": "boot-node-1", "node-2": "boot-node-2"}, leases, PODS)
     assert proof == f.Proof(True)
@@ -100,10 +100,16 @@ def test_the_proof_fails_and_says_why() -> None:
     boots = {"node-1": "boot-node-1", "node-2": "boot-node-2"}
     expired = {"node-1": lease("node-1", f.LeaseState.EXPIRED), "node-2": lease("node-2")}
     assert f.prove(PLAN, boots, expired, PODS).reasons == ("node node-1: lease lease is Expired, not Active",)
-    restarted = {"node-1": lease("node-1"), "node-2": lease("node-2", boot="boot-new")}
-    assert "restarted" in f.prove(PLAN, boots, restarted, PODS).reasons[0]
+    restarted = {"node-1": lease("node-1"), "node-2": lease("node-2", f.LeaseState.THAWED_ON_RESTART)}
+    reasons = f.prove(PLAN, boots, restarted, PODS).reasons
+    assert reasons == (
+        "node node-2: lease lease is ThawedOnRestart, not Active",
+        "node node-2: the agent restarted during the cut (the lease's boot boot-node-2)",
+    )
+    other_boot = {"node-1": lease("node-1"), "node-2": lease("node-2", boot="boot-other")}
+    assert "restarted" in f.prove(PLAN, boots, other_boot, PODS).reasons[0]
     unread = {"node-1": lease("node-1"), "node-2": None}
-    assert "could not be read" in f.prove(PLAN, boots, unread, PODS).reasons[0]
+    assert "could not be thawed" in f.prove(PLAN, boots, unread, PODS).reasons[0]
     moved = [("node-1", UID_A, "pv-1"), ("node-3", UID_B, "pv-2")]
     reasons = f.prove(PLAN, boots, {"node-1": lease("node-1"), "node-2": lease("node-2")}, moved).reasons
     assert reasons == (

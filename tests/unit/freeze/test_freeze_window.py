@@ -255,3 +255,28 @@ async def test_a_restarted_operator_releases_a_recorded_lease_and_release_is_ide
     await release(nodes, "group-10", ("node-1", "node-2"))
     await release(nodes, "never-frozen", ("node-1",))
     assert log.count("thaw node-1") == 3
+
+
+async def test_a_thaw_that_fails_after_the_cut_leaves_the_set_unproven_and_is_tried_again() -> None:
+    log: list[str] = []
+    nodes = agents(log)
+    flaky = nodes["node-2"]
+    thaw = flaky.thaw
+    calls = 0
+
+    async def thaw_once_unreachable(lease_id: str) -> tuple[bool, LeaseView]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise AgentUnavailable("connection reset")
+        return await thaw(lease_id)
+
+    flaky.thaw = thaw_once_unreachable  # type: ignore[method-assign]
+    result = await FreezeCoordinator(nodes).run(
+        "group-11", POLICY, MEMBERS, reserve=_nothing, cut=_nothing, pods_after=pods
+    )
+    assert result.outcome.level == CRASH_CONSISTENT_PER_VOLUME
+    assert result.proof is not None
+    assert result.proof.reasons == ("node node-2: the lease could not be thawed after the cut",)
+    assert calls == 2
+    assert not flaky.frozen
