@@ -287,6 +287,27 @@ def test_suspended_schedule_does_nothing_until_resumed(
     wait_for("a snapshot once resumed", lambda: schedules.made(namespace, uid), timeout=60)
 
 
+def test_deletion_policy_decides_what_outlives_the_schedule(
+    scheduler: OperatorProcess, schedules: Schedules, claim: dict[str, str], namespace: str
+) -> None:
+    kept = schedules.create(namespace, "kept", **every(5, claim["snapshot_class"]))["metadata"]["uid"]
+    gone = schedules.create(namespace, "gone", **every(5, claim["snapshot_class"], deletionPolicy="Delete"))
+    wait_for(
+        "snapshots of both",
+        lambda: schedules.ready(namespace, kept) and schedules.ready(namespace, gone["metadata"]["uid"]),
+        timeout=90,
+    )
+    schedules.delete(namespace, "kept")
+    schedules.delete(namespace, "gone")
+    wait_for(
+        "both schedules to be gone",
+        lambda: schedules.get(namespace, "kept") is None and schedules.get(namespace, "gone") is None,
+        timeout=60,
+    )
+    assert schedules.made(namespace, gone["metadata"]["uid"]) == []
+    assert schedules.ready(namespace, kept)
+
+
 @pytest.mark.parametrize(
     "spec",
     [
