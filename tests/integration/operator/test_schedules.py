@@ -287,6 +287,38 @@ def test_suspended_schedule_does_nothing_until_resumed(
     wait_for("a snapshot once resumed", lambda: schedules.made(namespace, uid), timeout=60)
 
 
+def test_schedules_pushed_over_the_volume_rate_report_pressure_and_are_paced(
+    scheduler: OperatorProcess, schedules: Schedules, claim: dict[str, str], namespace: str
+) -> None:
+    uids = [
+        schedules.create(namespace, name, **every(5, claim["snapshot_class"], retention={"keepLast": 3}))[
+            "metadata"
+        ]["uid"]
+        for name in ("first", "second")
+    ]
+    for name in ("first", "second"):
+        pressure = wait_for(
+            f"LimitPressure on {name}",
+            lambda name=name: (
+                (c := schedules.condition(namespace, name, "LimitPressure")) and c["status"] == "True" and c
+            ),
+            timeout=60,
+        )
+        assert "take up to 12 snapshots in 30s (limit 7)" in pressure["message"]
+    wait_for(
+        "ready snapshots of both, paced by the limiter",
+        lambda: all(len(schedules.ready(namespace, uid)) >= 2 for uid in uids),
+        timeout=120,
+    )
+    failed = [
+        vs["metadata"]["name"]
+        for uid in uids
+        for vs in schedules.made(namespace, uid)
+        if (vs.get("status") or {}).get("error")
+    ]
+    assert failed == []
+
+
 def test_deletion_policy_decides_what_outlives_the_schedule(
     scheduler: OperatorProcess, schedules: Schedules, claim: dict[str, str], namespace: str
 ) -> None:
