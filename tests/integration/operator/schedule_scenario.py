@@ -69,18 +69,3 @@ class Schedules:
 
 def ticks_of(snapshots: list[dict[str, Any]]) -> list[str]:
     return sorted(vs["metadata"]["annotations"][ANN_TIME] for vs in snapshots)
-
-
-def restore_claim(namespace: str, name: str, snapshot: str) -> dict[str, Any]:
-    """A claim restoring from ``snapshot`` on a class that does not exist: it stays Pending."""
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": "10Gi"}},
-            "storageClassName": "no-such-class",
-            "dataSource": {"apiGroup": SNAPSHOT_GROUP, "kind": "VolumeSnapshot", "name": snapshot},
-        },
-    }

@@ -25,7 +25,6 @@ from schedule_scenario import (
     WINDOW,
     Schedules,
     parse_time,
-    restore_claim,
     ticks_of,
 )
 
@@ -93,7 +92,7 @@ def test_runs_on_time_and_retention_keeps_the_snapshot_in_use(
     schedules: Schedules,
     claim: dict[str, str],
     namespace: str,
-    api_client: k8s.ApiClient,
+    kube: Kube,
 ) -> None:
     spec = every(
         5, claim["snapshot_class"], jitterSeconds=2, startingDeadlineSeconds=20, retention={"keepLast": 2}
@@ -105,8 +104,8 @@ def test_runs_on_time_and_retention_keeps_the_snapshot_in_use(
         assert -1 <= late <= 2 + 20, f"{vs['metadata']['name']} created {late:.0f}s after its tick"
     held_snapshot = min(ready, key=tick_of)
     held, held_tick = held_snapshot["metadata"]["name"], tick_of(held_snapshot)
-    core = k8s.CoreV1Api(api_client)
-    core.create_namespaced_persistent_volume_claim(namespace, restore_claim(namespace, "restore", held))
+    # A restore from the held snapshot on a class that does not exist: the claim stays Pending.
+    kube.create_claim(namespace, "restore", "no-such-class", snapshot=held)
 
     def trimmed() -> list[dict[str, Any]] | None:
         others = [vs for vs in schedules.ready(namespace, uid) if vs["metadata"]["name"] != held]
@@ -127,7 +126,7 @@ def test_runs_on_time_and_retention_keeps_the_snapshot_in_use(
     )
     assert held in blocked["message"]
     assert "not Bound" in blocked["message"]
-    core.delete_namespaced_persistent_volume_claim("restore", namespace)
+    kube.core.delete_namespaced_persistent_volume_claim("restore", namespace)
     wait_for(
         "the released snapshot to be trimmed",
         lambda: held not in {vs["metadata"]["name"] for vs in schedules.made(namespace, uid)},
