@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from elasticsan_snapshotter import metrics
-from elasticsan_snapshotter.domain import limits, retention
+from elasticsan_snapshotter.domain import limits
 from elasticsan_snapshotter.domain.errors import AlreadyExists, InvalidRequest, SnapshotterError
 from elasticsan_snapshotter.domain.mapping import SanIndex, volume_of
 from elasticsan_snapshotter.domain.schedule import (
@@ -50,14 +50,13 @@ from elasticsan_snapshotter.kubernetes.resources import SNAPSHOT_SCHEDULE, VOLUM
 from elasticsan_snapshotter.kubernetes.schedule_exports import ScheduledExports
 from elasticsan_snapshotter.kubernetes.schedule_limits import demand_of, pressure, spec_key
 from elasticsan_snapshotter.kubernetes.schedule_objects import (
-    copies_by_claim,
-    holders,
     is_ours,
     owner_key,
     slim_claim,
     slim_snapshot,
     snapshot_body,
 )
+from elasticsan_snapshotter.kubernetes.schedule_retention import ScheduledRetention
 from elasticsan_snapshotter.kubernetes.stores import PersistentVolumes, Store
 from elasticsan_snapshotter.kubernetes.workqueue import Outcome, Requeue
 
@@ -182,7 +181,7 @@ class ScheduleReconciler(Reconciler):
             # Mid-window, between claims' due times: retention and status can wait a few seconds.
             return Requeue(min(max(min((w - now).total_seconds() for w in wake), COALESCE), MAX_WAIT))
         self._full_pass[str(meta["uid"])] = now
-        await self._retention(body, spec, out)
+        await ScheduledRetention(self, body, spec, out).run()
         out.pressure = pressure(
             body,
             demand,
@@ -310,6 +309,17 @@ class ScheduleReconciler(Reconciler):
             claim,
         )
 
+    def azure_count(self, namespace: str, claim: str) -> int | None:
+        return self._azure_counts.get(f"{namespace}/{claim}")
+
+    def first_outcome(self, vs: Body) -> bool:
+        """True the first time a snapshot's outcome is seen (metrics and Events count it once)."""
+        uid = str(vs["metadata"].get("uid"))
+        if uid in self._counted:
+            return False
+        self._counted.add(uid)
+        return True
+
     async def _count_azure(self, namespace: str, claim: str, claim_body: Body) -> None:
         """Elastic SAN snapshots of the claim's volume, looked up once per run (best effort)."""
         pv = self.volumes.get(str((claim_body.get("spec") or {}).get("volumeName") or ""))
@@ -322,65 +332,6 @@ class ScheduleReconciler(Reconciler):
             logger.info("could not count the snapshots of claim %s/%s: %s", namespace, claim, exc)
             return
         self._azure_counts[f"{namespace}/{claim}"] = len(found)
-
-    # -- retention ---------------------------------------------------------------------------
-
-    async def _retention(self, body: Body, spec: sspec.ScheduleSpec, out: sstatus.Outcome) -> None:
-        meta = body["metadata"]
-        namespace = meta["namespace"]
-        now = self.clock()
-        held = holders(namespace, self.claims, self.exports)
-        for claim, copies in copies_by_claim(self.snapshots, meta["uid"], held).items():
-            summary = out.target(claim)
-            summary.azure_snapshots = self._azure_counts.get(f"{namespace}/{claim}")
-            await self._observe(body, copies)
-            plan = retention.plan([c for c, _ in copies], spec.policy, now=now, zone=spec.zone)
-            out.blocked.extend(plan.blocked)
-            doomed = set(plan.delete)
-            for copy, vs in copies:
-                if copy.name in doomed:
-                    await self._delete(body, vs, plan.reasons[copy.name], now)
-                    continue
-                summary.ready += copy.state == retention.READY
-                summary.failed += copy.state == retention.FAILED
-                summary.in_progress += copy.state == retention.IN_PROGRESS
-                out.running = out.running or copy.state == retention.IN_PROGRESS
-                if copy.state == retention.READY and (
-                    summary.newest_ready_time is None or copy.time > summary.newest_ready_time
-                ):
-                    summary.newest_ready, summary.newest_ready_time = copy.name, copy.time
-                    out.last_success = max(out.last_success or copy.time, copy.time)
-            finished = [(c, vs) for c, vs in copies if c.state in (retention.READY, retention.FAILED)]
-            if finished:
-                newest, vs = max(finished, key=lambda item: item[0].time)
-                summary.last_failed = newest.state == retention.FAILED
-                summary.failure = str(((vs.get("status") or {}).get("error") or {}).get("message") or "")
-
-    async def _delete(self, body: Body, vs: Body, why: str, now: datetime) -> None:
-        meta = vs["metadata"]
-        await self.api.delete(VOLUME_SNAPSHOT, meta["name"], meta["namespace"], uid=meta.get("uid"))
-        # Going: never counted or deleted again, whatever the watch says first.
-        self.snapshots.apply(
-            "MODIFIED", {**vs, "metadata": {**meta, "deletionTimestamp": sstatus.stamp(now)}}
-        )
-        metrics.RETENTION_DELETIONS.labels("VolumeSnapshot").inc()
-        logger.info("schedule %s: deleted VolumeSnapshot %s (%s)", owner_key(vs), meta["name"], why)
-
-    async def _observe(self, body: Body, copies: list[tuple[retention.Copy, Body]]) -> None:
-        """Metrics and an Event once per snapshot outcome."""
-        for copy, vs in copies:
-            uid = str(vs["metadata"].get("uid"))
-            if copy.state == retention.IN_PROGRESS or uid in self._counted:
-                continue
-            self._counted.add(uid)
-            metrics.SCHEDULE_RUNS.labels("Succeeded" if copy.state == retention.READY else "Failed").inc()
-            if copy.state == retention.READY:
-                metrics.SCHEDULE_TICK_TO_READY.observe(max(0.0, (self.clock() - copy.time).total_seconds()))
-            else:
-                error = ((vs.get("status") or {}).get("error") or {}).get("message") or "no message"
-                await self.recorder.record(
-                    body, WARNING, "RunFailed", f"VolumeSnapshot {copy.name} failed: {error}"
-                )
 
     # -- status, finalizer, refusal --------------------------------------------------------------
 

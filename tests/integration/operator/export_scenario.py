@@ -43,6 +43,26 @@ def install_crd(api: k8s.ApiClient, path: Path = EXPORT_CRD, timeout: float = 30
     wait_for(f"CRD {name} to be established", established, timeout)
 
 
+def create_ours(
+    custom: k8s.CustomObjectsApi, plural: str, kind: str, namespace: str, name: str, spec: dict[str, Any]
+) -> dict[str, Any]:
+    """Create one of our custom objects (group elasticsan.snapshotter.dev)."""
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "metadata": {"name": name}, "spec": spec}
+    created: dict[str, Any] = custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
+    return created
+
+
+def get_ours(custom: k8s.CustomObjectsApi, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+    """One of our custom objects, or None when it does not exist."""
+    try:
+        found: dict[str, Any] = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return found
+
+
 class Exports:
     """ElasticSanSnapshotExport objects through the custom objects API."""
 
@@ -74,22 +94,10 @@ class Exports:
             spec["target"] = target
         if deletion_policy:
             spec["deletionPolicy"] = deletion_policy
-        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "metadata": {"name": name}, "spec": spec}
-        created: dict[str, Any] = self.custom.create_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, body
-        )
-        return created
+        return create_ours(self.custom, PLURAL, KIND, namespace, name, spec)
 
     def get(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            found: dict[str, Any] = self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return found
+        return get_ours(self.custom, PLURAL, namespace, name)
 
     def list(self, namespace: str, label_selector: str = "") -> list[dict[str, Any]]:
         found = self.custom.list_namespaced_custom_object(

@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from export_scenario import REPO_ROOT
+from export_scenario import REPO_ROOT, create_ours, get_ours
 from kubernetes import client as k8s
-from kubernetes.client.rest import ApiException
 from operator_scenario import GROUP as SNAPSHOT_GROUP
 from operator_scenario import VERSION as SNAPSHOT_VERSION
 
@@ -35,22 +34,10 @@ class Schedules:
         self.custom = k8s.CustomObjectsApi(api)
 
     def create(self, namespace: str, name: str, **spec: Any) -> dict[str, Any]:
-        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "metadata": {"name": name}, "spec": spec}
-        created: dict[str, Any] = self.custom.create_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, body
-        )
-        return created
+        return create_ours(self.custom, PLURAL, KIND, namespace, name, spec)
 
     def get(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            found: dict[str, Any] = self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return found
+        return get_ours(self.custom, PLURAL, namespace, name)
 
     def patch(self, namespace: str, name: str, spec: dict[str, Any]) -> None:
         self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, {"spec": spec})
@@ -82,18 +69,3 @@ class Schedules:
 
 def ticks_of(snapshots: list[dict[str, Any]]) -> list[str]:
     return sorted(vs["metadata"]["annotations"][ANN_TIME] for vs in snapshots)
-
-
-def restore_claim(namespace: str, name: str, snapshot: str) -> dict[str, Any]:
-    """A claim restoring from ``snapshot`` on a class that does not exist: it stays Pending."""
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": "10Gi"}},
-            "storageClassName": "no-such-class",
-            "dataSource": {"apiGroup": SNAPSHOT_GROUP, "kind": "VolumeSnapshot", "name": snapshot},
-        },
-    }

@@ -25,7 +25,6 @@ from schedule_scenario import (
     WINDOW,
     Schedules,
     parse_time,
-    restore_claim,
     ticks_of,
 )
 
@@ -93,7 +92,7 @@ def test_runs_on_time_and_retention_keeps_the_snapshot_in_use(
     schedules: Schedules,
     claim: dict[str, str],
     namespace: str,
-    api_client: k8s.ApiClient,
+    kube: Kube,
 ) -> None:
     spec = every(
         5, claim["snapshot_class"], jitterSeconds=2, startingDeadlineSeconds=20, retention={"keepLast": 2}
@@ -105,8 +104,8 @@ def test_runs_on_time_and_retention_keeps_the_snapshot_in_use(
         assert -1 <= late <= 2 + 20, f"{vs['metadata']['name']} created {late:.0f}s after its tick"
     held_snapshot = min(ready, key=tick_of)
     held, held_tick = held_snapshot["metadata"]["name"], tick_of(held_snapshot)
-    core = k8s.CoreV1Api(api_client)
-    core.create_namespaced_persistent_volume_claim(namespace, restore_claim(namespace, "restore", held))
+    # A restore from the held snapshot on a class that does not exist: the claim stays Pending.
+    kube.create_claim(namespace, "restore", "no-such-class", snapshot=held)
 
     def trimmed() -> list[dict[str, Any]] | None:
         others = [vs for vs in schedules.ready(namespace, uid) if vs["metadata"]["name"] != held]
@@ -127,7 +126,7 @@ def test_runs_on_time_and_retention_keeps_the_snapshot_in_use(
     )
     assert held in blocked["message"]
     assert "not Bound" in blocked["message"]
-    core.delete_namespaced_persistent_volume_claim("restore", namespace)
+    kube.core.delete_namespaced_persistent_volume_claim("restore", namespace)
     wait_for(
         "the released snapshot to be trimmed",
         lambda: held not in {vs["metadata"]["name"] for vs in schedules.made(namespace, uid)},
@@ -156,14 +155,6 @@ def test_operator_killed_across_a_tick_makes_one_snapshot_per_tick(
     again = start_operator(**OPERATOR_ENV)
     try:
         wait_for("four ready snapshots", lambda: len(schedules.ready(namespace, uid)) >= 4, timeout=120)
-        made = schedules.made(namespace, uid)
-        ticks = ticks_of(made)
-        assert len(ticks) == len(set(ticks)), ticks
-        wait_for(
-            "every snapshot to be ready",
-            lambda: all((vs.get("status") or {}).get("readyToUse") for vs in schedules.made(namespace, uid)),
-            timeout=60,
-        )
         schedules.patch(namespace, "kill", {"suspend": True})
         wait_for(
             "the schedule to be suspended",
@@ -172,7 +163,15 @@ def test_operator_killed_across_a_tick_makes_one_snapshot_per_tick(
             ),
             timeout=30,
         )
+        wait_for(
+            "every snapshot to be ready",
+            lambda: all((vs.get("status") or {}).get("readyToUse") for vs in schedules.made(namespace, uid)),
+            timeout=60,
+        )
         made = schedules.made(namespace, uid)
+        ticks = ticks_of(made)
+        assert len(ticks) == len(set(ticks)), ticks
+        # One Elastic SAN snapshot per VolumeSnapshot: no tick made a second one, even in Azure.
         assert len(snapshots_of(esan, claim["volume"])) == len(made)
     finally:
         again.stop()
@@ -256,9 +255,16 @@ def test_scheduled_export_makes_disk_snapshots_and_trims_them(
         ),
         timeout=120,
     )
-    newer = wait_for("a newer export", succeeded, timeout=60)
-    assert all(e["metadata"]["name"] != first["metadata"]["name"] for e in newer)
-    assert len(newer) <= 1
+    # keepLast 1: once trimmed, exactly one export has succeeded, a newer one.
+    wait_for(
+        "one newer export left",
+        lambda: (
+            (found := succeeded())
+            and len(found) == 1
+            and found[0]["metadata"]["name"] != first["metadata"]["name"]
+        ),
+        timeout=60,
+    )
     assert schedules.status(namespace, "export").get("lastExportTime")
 
 
@@ -285,6 +291,59 @@ def test_suspended_schedule_does_nothing_until_resumed(
     assert (schedules.condition(namespace, "paused", "Progressing") or {}).get("reason") == "Suspended"
     schedules.patch(namespace, "paused", {"suspend": False})
     wait_for("a snapshot once resumed", lambda: schedules.made(namespace, uid), timeout=60)
+
+
+def test_schedules_pushed_over_the_volume_rate_report_pressure_and_are_paced(
+    scheduler: OperatorProcess, schedules: Schedules, claim: dict[str, str], namespace: str
+) -> None:
+    uids = [
+        schedules.create(namespace, name, **every(5, claim["snapshot_class"], retention={"keepLast": 3}))[
+            "metadata"
+        ]["uid"]
+        for name in ("first", "second")
+    ]
+    for name in ("first", "second"):
+        pressure = wait_for(
+            f"LimitPressure on {name}",
+            lambda name=name: (
+                (c := schedules.condition(namespace, name, "LimitPressure")) and c["status"] == "True" and c
+            ),
+            timeout=60,
+        )
+        assert "take up to 12 snapshots in 30s (limit 7)" in pressure["message"]
+    wait_for(
+        "ready snapshots of both, paced by the limiter",
+        lambda: all(len(schedules.ready(namespace, uid)) >= 2 for uid in uids),
+        timeout=120,
+    )
+    failed = [
+        vs["metadata"]["name"]
+        for uid in uids
+        for vs in schedules.made(namespace, uid)
+        if (vs.get("status") or {}).get("error")
+    ]
+    assert failed == []
+
+
+def test_deletion_policy_decides_what_outlives_the_schedule(
+    scheduler: OperatorProcess, schedules: Schedules, claim: dict[str, str], namespace: str
+) -> None:
+    kept = schedules.create(namespace, "kept", **every(5, claim["snapshot_class"]))["metadata"]["uid"]
+    gone = schedules.create(namespace, "gone", **every(5, claim["snapshot_class"], deletionPolicy="Delete"))
+    wait_for(
+        "snapshots of both",
+        lambda: schedules.ready(namespace, kept) and schedules.ready(namespace, gone["metadata"]["uid"]),
+        timeout=90,
+    )
+    schedules.delete(namespace, "kept")
+    schedules.delete(namespace, "gone")
+    wait_for(
+        "both schedules to be gone",
+        lambda: schedules.get(namespace, "kept") is None and schedules.get(namespace, "gone") is None,
+        timeout=60,
+    )
+    assert schedules.made(namespace, gone["metadata"]["uid"]) == []
+    assert schedules.ready(namespace, kept)
 
 
 @pytest.mark.parametrize(

@@ -273,3 +273,21 @@ def test_label_selectors() -> None:
     assert selects({"matchExpressions": [{"key": "zone", "operator": "DoesNotExist"}]}, labels)
     assert not selects({"matchExpressions": [{"key": "zone", "operator": "Exists"}]}, labels)
     assert selects({}, labels)
+
+
+async def test_a_snapshot_labelled_keep_is_never_trimmed() -> None:
+    h = Harness(schedule(retention={"keepLast": 1}))
+    await h.reconcile()
+    h.mark()
+    first = h.api.snapshots()[0]
+    first["metadata"]["labels"]["elasticsan.snapshotter.dev/keep"] = "true"
+    h.rec.snapshot_event("MODIFIED", first)
+    for minute in (1, 2, 3):
+        h.clock.now = START + timedelta(minutes=minute)
+        await h.reconcile()
+        h.mark()
+    await h.reconcile()
+    names = {vs["metadata"]["name"] for vs in h.api.snapshots()}
+    assert first["metadata"]["name"] in names
+    assert len(names) == 2
+    assert "labelled keep" in h.condition("RetentionBlocked")["message"]
