@@ -261,8 +261,11 @@ class ContentReconciler(Reconciler):
             return []
         if not self._exports_listed:
             # At start-up the exports' watch may not have caught up with the contents' one.
-            for export in await self.api.list(SNAPSHOT_EXPORT):
-                self.exports.apply("ADDED", export)
+            try:
+                for export in await self.api.list(SNAPSHOT_EXPORT):
+                    self.exports.apply("ADDED", export)
+            except NotFound:
+                pass  # the export CRD is not installed: no export can read anything
             self._exports_listed = True
         readers = []
         for export in self.exports:
