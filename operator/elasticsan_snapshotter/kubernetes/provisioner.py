@@ -30,7 +30,7 @@ from elasticsan_snapshotter.domain.ports import VolumeInfo, VolumeSource
 from elasticsan_snapshotter.kubernetes import retry
 from elasticsan_snapshotter.kubernetes.api import Body
 from elasticsan_snapshotter.kubernetes.events import NORMAL, WARNING
-from elasticsan_snapshotter.kubernetes.exporter import ExportGuard
+from elasticsan_snapshotter.kubernetes.export_guard import ExportGuard
 from elasticsan_snapshotter.kubernetes.reconciler import Reconciler
 from elasticsan_snapshotter.kubernetes.resources import (
     ANN_PROVISIONED_BY,
