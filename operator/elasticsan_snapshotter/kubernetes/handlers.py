@@ -22,7 +22,8 @@ from elasticsan_snapshotter.kubernetes.api import Body, KubeApi
 from elasticsan_snapshotter.kubernetes.events import EventRecorder
 from elasticsan_snapshotter.kubernetes.export_guard import ExportGuard
 from elasticsan_snapshotter.kubernetes.exporter import ExportReconciler
-from elasticsan_snapshotter.kubernetes.provisioner import ClaimReconciler, VolumeReleaser
+from elasticsan_snapshotter.kubernetes.provisioner import ClaimReconciler
+from elasticsan_snapshotter.kubernetes.releaser import VolumeReleaser
 from elasticsan_snapshotter.kubernetes.resources import (
     PERSISTENT_VOLUME,
     PERSISTENT_VOLUME_CLAIM,
