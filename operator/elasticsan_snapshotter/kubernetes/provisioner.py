@@ -26,6 +26,7 @@ from elasticsan_snapshotter.domain.identity import (
     VolumeId,
     parse_snapshot_handle,
 )
+from elasticsan_snapshotter.domain.mapping import iscsi_volume_attributes
 from elasticsan_snapshotter.domain.ports import VolumeInfo, VolumeSource
 from elasticsan_snapshotter.kubernetes import retry
 from elasticsan_snapshotter.kubernetes.api import Body
@@ -372,7 +373,7 @@ class ClaimReconciler(Reconciler):
         csi: dict[str, Any] = {
             "driver": ISCSI_DRIVER,
             "volumeHandle": volume.id.handle(self.subscription),
-            "volumeAttributes": iscsi_attributes(volume),
+            "volumeAttributes": iscsi_volume_attributes(volume),
         }
         if mode == decisions.FILESYSTEM:
             csi["fsType"] = params.fstype
@@ -407,19 +408,6 @@ class ClaimReconciler(Reconciler):
         except SnapshotterError as exc:
             if exc.reason != "AlreadyExists":
                 raise
-
-
-def iscsi_attributes(volume: VolumeInfo) -> dict[str, str]:
-    """What csi-driver-iscsi's node plugin reads to log in to the volume's target."""
-    return {
-        "targetPortal": volume.target_portal,
-        "portals": "[]",
-        "iqn": volume.target_iqn,
-        "lun": "0",
-        "iscsiInterface": "default",
-        "discoveryCHAPAuth": "false",
-        "sessionCHAPAuth": "false",
-    }
 
 
 def _source_kind(claim: Body) -> str:
