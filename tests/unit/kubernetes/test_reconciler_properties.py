@@ -15,9 +15,8 @@ hold whatever happened:
 
 A crash is :class:`Crash` raised before or after any API request or Azure call; the
 operator then restarts with empty stores. API requests fail once with 409, 429 or 5xx.
-Watch events are delivered late and in
-batches (per object in order, as a watch stream delivers them), so stores lag behind
-the API server and the reconcilers' own writes.
+Watch events are delivered late and in batches (per object in order, as a watch stream
+delivers them), so stores lag behind the API server and the reconcilers' own writes.
 
 CI runs a fixed number of examples derandomized (a fixed seed); ``ESS_PROPERTY_EXAMPLES``
 raises the budget and ``ESS_PROPERTY_SEED`` picks another seed locally. A failure
