@@ -11,12 +11,10 @@ from fake_kube import FakeKube, Request
 from harness import (
     GROUP,
     NAMESPACE,
-    Operator,
     delete_snapshot_as_snapshot_controller,
-    dynamic_content,
     export,
     seeded_azure,
-    volume_snapshot,
+    snapshot_taken,
 )
 
 from elasticsan_snapshotter.kubernetes.resources import (
@@ -30,10 +28,7 @@ VOLUME = GROUP.volume("vol1")
 
 async def test_deleting_the_source_of_a_running_export_waits_for_the_export() -> None:
     kube, azure = FakeKube(), seeded_azure()
-    vs = volume_snapshot(kube, "snap")
-    content = dynamic_content(kube, vs, VOLUME)["metadata"]["name"]
-    operator = Operator(kube, azure)
-    await operator.settle()
+    operator, content = await snapshot_taken(kube, azure)
     export(kube, volumeSnapshotName="snap")
     await operator.settle()
     running = kube.get_object(SNAPSHOT_EXPORT, "copy", NAMESPACE)
@@ -61,10 +56,7 @@ async def test_deleting_the_source_of_a_running_export_waits_for_the_export() ->
 
 async def test_deletion_goes_on_where_the_export_resource_is_not_installed() -> None:
     kube, azure = FakeKube(), seeded_azure()
-    vs = volume_snapshot(kube, "snap")
-    content = dynamic_content(kube, vs, VOLUME)["metadata"]["name"]
-    operator = Operator(kube, azure)
-    await operator.settle()
+    operator, content = await snapshot_taken(kube, azure)
 
     def no_export_crd(request: Request) -> tuple[int, str] | None:
         return (404, "NotFound") if request.plural == SNAPSHOT_EXPORT.plural else None
