@@ -39,7 +39,8 @@ from elasticsan_snapshotter.domain.identity import (
     VolumeId,
     parse_snapshot_handle,
 )
-from elasticsan_snapshotter.domain.ports import AzurePort, SnapshotInfo, VolumeInfo, VolumeSource
+from elasticsan_snapshotter.domain.mapping import iscsi_volume_attributes
+from elasticsan_snapshotter.domain.ports import AzurePort, SnapshotInfo, VolumeSource
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ class ControllerServicer(pb_grpc.ControllerServicer):
             volume=pb.Volume(
                 capacity_bytes=info.size_gib * GIB,
                 volume_id=info.id.handle(self._subscription),
-                volume_context=iscsi_context(info),
+                volume_context=iscsi_volume_attributes(info),
                 content_source=content,
             )
         )
@@ -358,19 +359,6 @@ def volume_size_gib(capacity: pb.CapacityRange | None, minimum_gib: int) -> int:
     return size
 
 
-def iscsi_context(info: VolumeInfo) -> dict[str, str]:
-    """What csi-driver-iscsi reads from a volume context to log in to the target."""
-    return {
-        "targetPortal": info.target_portal,
-        "iqn": info.target_iqn,
-        "lun": "0",
-        "portals": "[]",
-        "iscsiInterface": "default",
-        "discoveryCHAPAuth": "false",
-        "sessionCHAPAuth": "false",
-    }
-
-
 def page_start(token: str, total: int) -> int:
     """The offset a ``starting_token`` stands for; tokens are offsets this service handed out."""
     if not token:
@@ -400,7 +388,6 @@ __all__ = [
     "CONTROLLER_CAPABILITIES",
     "SUPPORTED_ACCESS_MODES",
     "ControllerServicer",
-    "iscsi_context",
     "page_start",
     "unsupported_capability",
     "volume_size_gib",

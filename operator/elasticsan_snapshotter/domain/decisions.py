@@ -301,10 +301,11 @@ def next_progress_poll(elapsed: float, percent: float, *, minimum: float, maximu
 
     A copy that moves is looked at about halfway to its expected end, so polls get sparse
     for copies that take hours and dense near the end; one that has not moved yet backs
-    off with its age. Always between ``minimum`` and ``maximum``.
+    off with its age. The wait never exceeds the copy's age either: an estimate from the
+    first percent is wild. Always between ``minimum`` and ``maximum``.
     """
     estimate = elapsed / 2 if percent <= 0.0 else elapsed * (100.0 - min(percent, 100.0)) / percent / 2
-    return max(minimum, min(maximum, estimate))
+    return max(minimum, min(maximum, estimate, elapsed))
 
 
 # --- volume deletion ------------------------------------------------------------------------

@@ -98,6 +98,19 @@ class IscsiTarget:
         return cls.of(volume.target_iqn, volume.target_portal)
 
 
+def iscsi_volume_attributes(volume: VolumeInfo) -> dict[str, str]:
+    """What csi-driver-iscsi's node plugin reads (PV ``volumeAttributes``, CSI volume context) to log in."""
+    return {
+        "targetPortal": volume.target_portal,
+        "portals": "[]",
+        "iqn": volume.target_iqn,
+        "lun": "0",
+        "iscsiInterface": "default",
+        "discoveryCHAPAuth": "false",
+        "sessionCHAPAuth": "false",
+    }
+
+
 # --- the index of managed SANs --------------------------------------------------------------
 
 
@@ -339,6 +352,7 @@ __all__ = [
     "UnmanagedElasticSan",
     "UnmappedVolume",
     "iscsi_target_of",
+    "iscsi_volume_attributes",
     "normalise_iqn",
     "normalise_portal",
     "volume_of",

@@ -222,10 +222,10 @@ def _translate(
         return Unauthenticated(where)  # already after a fresh login: see request()
     if status == 403:
         return Forbidden(where)
-    if status == 422 and json_patch and any(c.get("reason") == "UnexpectedServerResponse" for c in causes):
+    if status == 422 and json_patch and not causes:
         # kube-apiserver answers a JSON patch that no longer applies (its `test` failed, the
-        # element it removes is gone) with 422 and the patch library's error as the cause.
-        return Conflict(f"{where} ({'; '.join(str(c.get('message')) for c in causes)})")
+        # element it removes is gone) with a bare 422; an invalid result carries field causes.
+        return Conflict(f"{where} (the JSON patch no longer applies: the object changed)")
     if status in (400, 422):
         return InvalidRequest(where)  # a bug or bad input: retrying the same request cannot help
     if status == 429:

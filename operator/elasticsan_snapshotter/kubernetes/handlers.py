@@ -22,10 +22,12 @@ from elasticsan_snapshotter.domain.mapping import SanIndex
 from elasticsan_snapshotter.domain.ports import AzurePort
 from elasticsan_snapshotter.kubernetes.api import Body, KubeApi
 from elasticsan_snapshotter.kubernetes.events import EventRecorder
-from elasticsan_snapshotter.kubernetes.exporter import ExportGuard, ExportReconciler
+from elasticsan_snapshotter.kubernetes.export_guard import ExportGuard
+from elasticsan_snapshotter.kubernetes.exporter import ExportReconciler
 from elasticsan_snapshotter.kubernetes.group_members import GroupMemberReconciler
 from elasticsan_snapshotter.kubernetes.group_snapshotter import GroupContentReconciler
-from elasticsan_snapshotter.kubernetes.provisioner import ClaimReconciler, VolumeReleaser
+from elasticsan_snapshotter.kubernetes.provisioner import ClaimReconciler
+from elasticsan_snapshotter.kubernetes.releaser import VolumeReleaser
 from elasticsan_snapshotter.kubernetes.resources import (
     GROUP_SNAPSHOT_GROUP,
     PERSISTENT_VOLUME,

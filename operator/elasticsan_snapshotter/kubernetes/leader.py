@@ -40,8 +40,8 @@ class LeaderElector:
     name: str
     namespace: str
     identity: str
-    lease_duration: float = 12.0
-    renew_deadline: float = 8.0
+    lease_duration: float = 10.0
+    renew_deadline: float = 6.0
     retry_period: float = 2.0
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep

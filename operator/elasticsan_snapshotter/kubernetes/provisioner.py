@@ -1,4 +1,4 @@
-"""The provisioner role: Elastic SAN volumes for claims, and their deletion.
+"""The provisioner role: Elastic SAN volumes for claims (their deletion is in ``releaser``).
 
 Claims that kube-controller-manager hands to our driver (annotation
 ``volume.kubernetes.io/storage-provisioner``) get a new Elastic SAN volume,
@@ -27,11 +27,11 @@ from elasticsan_snapshotter.domain.identity import (
     VolumeId,
     parse_snapshot_handle,
 )
+from elasticsan_snapshotter.domain.mapping import iscsi_volume_attributes
 from elasticsan_snapshotter.domain.ports import VolumeInfo, VolumeSource
 from elasticsan_snapshotter.kubernetes import retry
 from elasticsan_snapshotter.kubernetes.api import Body
 from elasticsan_snapshotter.kubernetes.events import NORMAL, WARNING
-from elasticsan_snapshotter.kubernetes.exporter import ExportGuard
 from elasticsan_snapshotter.kubernetes.reconciler import Reconciler
 from elasticsan_snapshotter.kubernetes.resources import (
     ANN_GROUP_MEMBER_HANDLE,
@@ -50,8 +50,8 @@ from elasticsan_snapshotter.kubernetes.resources import (
     VOLUME_SNAPSHOT,
     VOLUME_SNAPSHOT_CONTENT,
 )
-from elasticsan_snapshotter.kubernetes.stores import PersistentVolumes, Store
-from elasticsan_snapshotter.kubernetes.workqueue import Outcome, Requeue
+from elasticsan_snapshotter.kubernetes.stores import Store
+from elasticsan_snapshotter.kubernetes.workqueue import Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -385,7 +385,7 @@ class ClaimReconciler(Reconciler):
         csi: dict[str, Any] = {
             "driver": ISCSI_DRIVER,
             "volumeHandle": volume.id.handle(self.subscription),
-            "volumeAttributes": iscsi_attributes(volume),
+            "volumeAttributes": iscsi_volume_attributes(volume),
         }
         if mode == decisions.FILESYSTEM:
             csi["fsType"] = params.fstype
@@ -422,77 +422,6 @@ class ClaimReconciler(Reconciler):
                 raise
 
 
-def iscsi_attributes(volume: VolumeInfo) -> dict[str, str]:
-    """What csi-driver-iscsi's node plugin reads to log in to the volume's target."""
-    return {
-        "targetPortal": volume.target_portal,
-        "portals": "[]",
-        "iqn": volume.target_iqn,
-        "lun": "0",
-        "iscsiInterface": "default",
-        "discoveryCHAPAuth": "false",
-        "sessionCHAPAuth": "false",
-    }
-
-
 def _source_kind(claim: Body) -> str:
     source = (claim.get("spec") or {}).get("dataSourceRef") or (claim.get("spec") or {}).get("dataSource")
     return "snapshot" if source else "empty"
-
-
-@dataclass(kw_only=True, eq=False)
-class VolumeReleaser(Reconciler):
-    """Deletes the Elastic SAN volume of a released PV of ours, with reclaim policy Delete."""
-
-    volumes: PersistentVolumes
-    storage_classes: Store
-    export_guard: ExportGuard | None = None
-
-    def is_ours(self, pv: Body) -> bool:
-        annotations = (pv.get("metadata") or {}).get("annotations") or {}
-        return annotations.get(ANN_PROVISIONED_BY) == self.driver_name
-
-    async def reconcile(self, key: str) -> Outcome:
-        pv = self.volumes.get(key)
-        if pv is None or not self.is_ours(pv):
-            return None
-        meta, spec = pv["metadata"], pv.get("spec") or {}
-        released = (pv.get("status") or {}).get("phase") in ("Released", "Failed")
-        deleting = bool(meta.get("deletionTimestamp"))
-        if not (released or deleting):
-            return None
-        if spec.get("persistentVolumeReclaimPolicy") != "Delete":
-            if deleting:
-                await self.api.remove_finalizer(PERSISTENT_VOLUME, pv, FIN_VOLUME)
-            return None
-        try:
-            volume = VolumeId.parse(spec["csi"]["volumeHandle"], self.subscription)
-            snapshots = await self.azure.list_snapshots(volume.volume_group, volume.name)
-            snapshots = decisions.snapshots_of(volume, snapshots)
-            params = class_parameters(self.storage_classes.get(spec.get("storageClassName") or "") or {})
-            delete_snapshots = params.delete_snapshots_with_volume
-            if snapshots and not delete_snapshots and self.export_guard is not None:
-                # exportBeforeVolumeDelete: export the snapshots first, then delete them with the volume.
-                verdict = await self.export_guard.before_volume_delete(pv, volume, snapshots, params)
-                if verdict.wait is not None:
-                    return Requeue(verdict.wait)
-                delete_snapshots = verdict.delete_snapshots
-            if snapshots and not delete_snapshots:
-                listed = ", ".join(s.id.name for s in snapshots)
-                await self.recorder.record(
-                    pv,
-                    WARNING,
-                    "VolumeHasSnapshots",
-                    f"Elastic SAN volume {volume.arm_id} is kept because deleting it would delete its "
-                    f"{len(snapshots)} snapshot(s): {listed}. Delete those VolumeSnapshots first, or set "
-                    f'StorageClass parameter {parameters.DELETE_SNAPSHOTS_WITH_VOLUME}: "true"',
-                )
-                return Requeue(retry.FINAL_RECHECK)
-            with contextlib.suppress(NotFound):
-                await self.azure.delete_volume(volume, delete_snapshots=bool(snapshots))
-        except SnapshotterError as exc:
-            return await retry.handle(self.recorder, pv, exc, resource=PERSISTENT_VOLUME.kind)
-        await self.recorder.record(pv, NORMAL, "VolumeDeleted", f"deleted Elastic SAN volume {volume.arm_id}")
-        await self.api.remove_finalizer(PERSISTENT_VOLUME, pv, FIN_VOLUME)
-        await self.api.delete(PERSISTENT_VOLUME, meta["name"], uid=meta.get("uid"))
-        return None

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -83,9 +83,10 @@ class ContentReconciler(Reconciler):
     contents: Store
     volumes: PersistentVolumes
     exports: Store | None = None
-    snapshot_classes: Store | None = None
     """ElasticSanSnapshotExports: deletion of a snapshot waits while one of them copies it."""
-    _exports_listed: bool = False
+    snapshot_classes: Store | None = None
+    """VolumeSnapshotClasses: their parameters are checked before a snapshot is taken."""
+    _exports_listed: bool = field(default=False, init=False)
 
     def is_ours(self, body: Body) -> bool:
         spec = body.get("spec") or {}
@@ -261,8 +262,11 @@ class ContentReconciler(Reconciler):
             return []
         if not self._exports_listed:
             # At start-up the exports' watch may not have caught up with the contents' one.
-            for export in await self.api.list(SNAPSHOT_EXPORT):
-                self.exports.apply("ADDED", export)
+            try:
+                for export in await self.api.list(SNAPSHOT_EXPORT):
+                    self.exports.apply("ADDED", export)
+            except NotFound:
+                pass  # the export CRD is not installed: no export can read anything
             self._exports_listed = True
         readers = []
         for export in self.exports:

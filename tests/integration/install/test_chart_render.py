@@ -202,6 +202,7 @@ def test_rbac_has_no_wildcards_and_namespaced_mode_uses_roles(tools: Tools) -> N
         ("team-a", "ess-elasticsan-snapshotter"),
         ("team-b", "ess-elasticsan-snapshotter"),
         ("default", "ess-elasticsan-snapshotter-events"),
+        ("ess-system", "ess-elasticsan-snapshotter-leader-election"),
     }
     peerings = [d for d in docs if d["kind"] == "KopfPeering"]
     assert {p["metadata"]["namespace"] for p in peerings} == {"team-a", "team-b"}

@@ -37,22 +37,8 @@ def ok(body: dict[str, Any] | None = None, code: int = 200) -> Reply:
     return lambda seen: web.json_response(body if body is not None else {}, status=code)
 
 
-def failure(
-    code: int,
-    reason: str,
-    message: str = "",
-    headers: dict[str, str] | None = None,
-    causes: list[dict[str, str]] | None = None,
-) -> Reply:
-    body: dict[str, object] = {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "status": "Failure",
-        "reason": reason,
-        "code": code,
-    }
-    if causes:
-        body["details"] = {"causes": causes}
+def failure(code: int, reason: str, message: str = "", headers: dict[str, str] | None = None) -> Reply:
+    body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "code": code}
     return lambda seen: web.json_response(
         {**body, "message": message or reason}, status=code, headers=headers
     )

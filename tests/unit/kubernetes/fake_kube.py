@@ -177,7 +177,8 @@ class FakeKube(KubeApi):
             "message": message,
         }
         if json_patch:
-            payload["details"] = {"causes": [{"reason": "UnexpectedServerResponse", "message": message}]}
+            # As kube-apiserver answers a JSON patch that does not apply: a bare 422, the reason lost.
+            payload["message"] = "the server rejected our request due to an error in our request"
         return _translate(status, json.dumps(payload), method, path, None, json_patch=json_patch)
 
     def _list(self, resource: Resource, namespace: str, selector: str | None) -> Body:

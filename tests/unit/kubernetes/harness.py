@@ -211,6 +211,14 @@ def dynamic_content(
     return kube.get_object(VOLUME_SNAPSHOT_CONTENT, name) or created
 
 
+async def snapshot_taken(kube: FakeKube, azure: InMemoryAzure, name: str = "snap") -> tuple[Operator, str]:
+    """A VolumeSnapshot of ``vol1``, its content, and the operator run until it settles; returns the content's name."""
+    content = dynamic_content(kube, volume_snapshot(kube, name), GROUP.volume("vol1"))["metadata"]["name"]
+    operator = Operator(kube, azure)
+    await operator.settle()
+    return operator, content
+
+
 def delete_snapshot_as_snapshot_controller(kube: FakeKube, content_name: str) -> None:
     """A user deleted the VolumeSnapshot: snapshot-controller marks the content, then deletes it (policy Delete)."""
     content = kube.get_object(VOLUME_SNAPSHOT_CONTENT, content_name)

@@ -49,16 +49,26 @@ def test_throttling_carries_retry_after() -> None:
 
 
 def test_a_json_patch_that_no_longer_applies_is_a_conflict_and_other_422s_are_not() -> None:
-    failed_test = json.dumps(
+    # What kube-apiserver (apiserver/pkg/endpoints/handlers/patch.go) answers when a JSON patch's
+    # `test` fails: NewGenericServerResponse(422), no causes, the patch library's reason dropped.
+    bare = json.dumps(
         {
             "kind": "Status",
+            "code": 422,
             "reason": "Invalid",
             "message": "the server rejected our request due to an error in our request",
-            "details": {
-                "causes": [{"reason": "UnexpectedServerResponse", "message": "testing value failed"}]
-            },
+            "details": {},
         }
     )
-    assert type(_translate(422, failed_test, "PATCH", "/x", None, json_patch=True)) is Conflict
-    assert type(_translate(422, failed_test, "PATCH", "/x", None)) is InvalidRequest
-    assert type(_translate(422, status("Invalid"), "PATCH", "/x", None, json_patch=True)) is InvalidRequest
+    invalid_result = json.dumps(
+        {
+            "kind": "Status",
+            "code": 422,
+            "reason": "Invalid",
+            "message": "x is invalid",
+            "details": {"causes": [{"reason": "FieldValueInvalid", "field": "spec.x", "message": "bad"}]},
+        }
+    )
+    assert type(_translate(422, bare, "PATCH", "/x", None, json_patch=True)) is Conflict
+    assert type(_translate(422, bare, "PATCH", "/x", None)) is InvalidRequest
+    assert type(_translate(422, invalid_result, "PATCH", "/x", None, json_patch=True)) is InvalidRequest

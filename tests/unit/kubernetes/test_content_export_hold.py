@@ -7,16 +7,14 @@ content's own deletion path must wait while an export still reads the snapshot.
 
 from __future__ import annotations
 
-from fake_kube import FakeKube
+from fake_kube import FakeKube, Request
 from harness import (
     GROUP,
     NAMESPACE,
-    Operator,
     delete_snapshot_as_snapshot_controller,
-    dynamic_content,
     export,
     seeded_azure,
-    volume_snapshot,
+    snapshot_taken,
 )
 
 from elasticsan_snapshotter.kubernetes.resources import (
@@ -30,10 +28,7 @@ VOLUME = GROUP.volume("vol1")
 
 async def test_deleting_the_source_of_a_running_export_waits_for_the_export() -> None:
     kube, azure = FakeKube(), seeded_azure()
-    vs = volume_snapshot(kube, "snap")
-    content = dynamic_content(kube, vs, VOLUME)["metadata"]["name"]
-    operator = Operator(kube, azure)
-    await operator.settle()
+    operator, content = await snapshot_taken(kube, azure)
     export(kube, volumeSnapshotName="snap")
     await operator.settle()
     running = kube.get_object(SNAPSHOT_EXPORT, "copy", NAMESPACE)
@@ -56,4 +51,18 @@ async def test_deleting_the_source_of_a_running_export_waits_for_the_export() ->
     assert done["status"]["phase"] == "Succeeded"
     assert kube.get_object(VOLUME_SNAPSHOT_CONTENT, content) is None
     assert kube.get_object(VOLUME_SNAPSHOT, "snap", NAMESPACE) is None
+    assert await azure.list_snapshots(GROUP) == []
+
+
+async def test_deletion_goes_on_where_the_export_resource_is_not_installed() -> None:
+    kube, azure = FakeKube(), seeded_azure()
+    operator, content = await snapshot_taken(kube, azure)
+
+    def no_export_crd(request: Request) -> tuple[int, str] | None:
+        return (404, "NotFound") if request.plural == SNAPSHOT_EXPORT.plural else None
+
+    kube.fail_when = no_export_crd
+    delete_snapshot_as_snapshot_controller(kube, content)
+    await operator.settle()
+    assert kube.get_object(VOLUME_SNAPSHOT_CONTENT, content) is None
     assert await azure.list_snapshots(GROUP) == []

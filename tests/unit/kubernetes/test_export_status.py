@@ -11,15 +11,9 @@ from elasticsan_snapshotter.domain.errors import InvalidRequest
 from elasticsan_snapshotter.domain.identity import DiskSnapshotId, ElasticSanId, VolumeGroupId, VolumeId
 from elasticsan_snapshotter.domain.parameters import parse_storage_class
 from elasticsan_snapshotter.domain.ports import DiskSnapshotInfo, SnapshotInfo
-from elasticsan_snapshotter.kubernetes.exporter import (
-    ExportGuard,
-    conditions_for,
-    export_tags,
-    guard_export_name,
-    parse_spec,
-    progress_percent,
-    status_patch,
-)
+from elasticsan_snapshotter.kubernetes.export_guard import ExportGuard, guard_export_name
+from elasticsan_snapshotter.kubernetes.export_spec import export_tags, parse_spec
+from elasticsan_snapshotter.kubernetes.export_status import conditions_for, progress_percent, status_patch
 from elasticsan_snapshotter.kubernetes.stores import Store
 
 SUB = "00000000-0000-0000-0000-000000000001"

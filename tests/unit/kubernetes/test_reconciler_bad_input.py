@@ -15,6 +15,7 @@ from harness import (
     export,
     exported,
     seeded_azure,
+    snapshot_taken,
     storage_class,
     volume_snapshot,
 )
@@ -47,10 +48,7 @@ def snapshot_class(kube: FakeKube, **parameters: str) -> None:
 async def test_an_unknown_snapshot_class_key_is_a_warning_on_the_snapshot_which_is_still_taken() -> None:
     kube, azure = FakeKube(), seeded_azure()
     snapshot_class(kube, foo="bar")
-    vs = volume_snapshot(kube, "snap")
-    content = dynamic_content(kube, vs, VOLUME)["metadata"]["name"]
-    operator = Operator(kube, azure)
-    await operator.settle()
+    _operator, content = await snapshot_taken(kube, azure)
     (warning,) = kube.events_about("snap", "UnknownParameter")
     assert warning["type"] == "Warning"
     assert "'foo'" in warning["message"]
@@ -63,10 +61,7 @@ async def test_an_unknown_snapshot_class_key_is_a_warning_on_the_snapshot_which_
 async def test_a_garbage_snapshot_class_value_is_a_final_error_before_any_azure_write() -> None:
     kube, azure = FakeKube(), seeded_azure()
     snapshot_class(kube, exportBeforeVolumeDelete="perhaps")
-    vs = volume_snapshot(kube, "snap")
-    content = dynamic_content(kube, vs, VOLUME)["metadata"]["name"]
-    operator = Operator(kube, azure)
-    await operator.settle()
+    _operator, content = await snapshot_taken(kube, azure)
     body = kube.get_object(VOLUME_SNAPSHOT_CONTENT, content)
     assert body is not None
     assert "exportBeforeVolumeDelete" in body["status"]["error"]["message"]

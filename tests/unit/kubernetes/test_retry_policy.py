@@ -123,6 +123,7 @@ async def test_the_work_queue_waits_at_least_the_minimum_a_requeue_asks_for() ->
         (60.0, 50.0, 30.0),  # halfway to the expected end
         (30.0, 99.0, 1.0),  # nearly done: as often as allowed
         (10.0, 0.0, 5.0),  # not moving yet: backs off with age
+        (0.8, 0.5, 1.0),  # the first percent says little: no wait longer than the copy's age
     ],
 )
 def test_copies_are_polled_by_their_progress(elapsed: float, percent: float, expected: float) -> None:
