@@ -374,13 +374,24 @@ def main() -> int:
     )
     parser.add_argument("--trials", type=int, help="override the profile's trial count")
     parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=N",
+        help="override a profile field, e.g. big_burst=200",
+    )
+    parser.add_argument(
         "--json", type=Path, default=Path("bench-results.json"), help="where to write the figures"
     )
     parser.add_argument("--workdir", type=Path, help="keep logs here (default: a temporary directory)")
     args = parser.parse_args()
     profile = QUICK if args.quick else FULL
-    if args.trials:
-        profile = Profile(**{**asdict(profile), "trials": args.trials})
+    overrides: dict[str, Any] = {"trials": args.trials} if args.trials else {}
+    for item in args.set:
+        name, _, value = item.partition("=")
+        overrides[name] = type(getattr(profile, name))(value)
+    if overrides:
+        profile = Profile(**{**asdict(profile), **overrides})
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ess-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     artifacts = discover()

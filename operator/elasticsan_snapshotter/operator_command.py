@@ -76,8 +76,7 @@ def run(args: argparse.Namespace) -> int:
         settings.watching.client_timeout = 330
         runtime = await operator_runtime(ours)
         box.append(runtime)
-        for queue in runtime.queues.values():
-            queue.start()
+        runtime.start()
         if ours.metrics_port:
             start_http_server(ours.metrics_port, registry=metrics.REGISTRY)
         logger.info("operator settings: %s", ours.redacted())

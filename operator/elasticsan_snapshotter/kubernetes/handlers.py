@@ -1,10 +1,15 @@
-"""Every Kopf handler of the operator, registered in one thin module.
+"""Every watch of the operator, wired in one thin module.
 
 Handlers only feed watch events into in-memory stores and keyed work
 queues; reconcilers in their own modules do the work. Low-level event
 handlers cost no Kopf bookkeeping writes (no finalizer, no diff-base, no
 progress annotations), so a snapshot costs only the writes the
 csi-snapshotter contract itself requires.
+
+The kinds with an event or more per snapshot (VolumeSnapshotContents,
+VolumeSnapshots) and the many-object kinds (PersistentVolumes, claims) come
+through the operator's own informers (``informer.py``), which hand each event
+straight to the same handlers; Kopf watches the rest.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from elasticsan_snapshotter.domain.ports import AzurePort
 from elasticsan_snapshotter.kubernetes.api import Body, KubeApi
 from elasticsan_snapshotter.kubernetes.events import EventRecorder
 from elasticsan_snapshotter.kubernetes.exporter import ExportGuard, ExportReconciler
+from elasticsan_snapshotter.kubernetes.informer import Informer
 from elasticsan_snapshotter.kubernetes.provisioner import ClaimReconciler, VolumeReleaser
 from elasticsan_snapshotter.kubernetes.resources import (
     PERSISTENT_VOLUME,
@@ -66,6 +72,7 @@ class Runtime:
     exports: Store = field(default_factory=Store)
     volumes: PersistentVolumes | None = None
     queues: dict[str, WorkQueue] = field(default_factory=dict)
+    informers: list[Informer] = field(default_factory=list)
     content_reconciler: ContentReconciler | None = None
     snapshot_watcher: SnapshotWatcher | None = None
     claim_reconciler: ClaimReconciler | None = None
@@ -117,6 +124,65 @@ class Runtime:
             "exports": WorkQueue("exports", self.export_reconciler.reconcile, workers=concurrency),
         }
         metrics.track_unready(self._unready_ages)
+        namespaces = list(self.settings.namespaces) or [""]
+        watched = [
+            (VOLUME_SNAPSHOT_CONTENT, self.on_content, [""]),
+            (VOLUME_SNAPSHOT, self.on_snapshot, namespaces),
+            (PERSISTENT_VOLUME, self.on_volume, [""]),
+            (PERSISTENT_VOLUME_CLAIM, self.on_claim, namespaces),
+        ]
+        self.informers = [
+            Informer(self.api, resource, handler, namespace=namespace)
+            for resource, handler, in_namespaces in watched
+            for namespace in in_namespaces
+        ]
+
+    def start(self) -> None:
+        for queue in self.queues.values():
+            queue.start()
+        for informer in self.informers:
+            informer.start()
+
+    # -- informer events ---------------------------------------------------------------
+
+    def on_content(self, event_type: str | None, body: Body) -> None:
+        assert self.content_reconciler is not None
+        if not self.content_reconciler.is_ours(body):
+            return
+        key = self.contents.apply(event_type, body)
+        queue = self.queues["contents"]
+        if event_type == "DELETED":
+            queue.forget(key)
+            self.recorder.forget(body["metadata"].get("uid", ""))
+        else:
+            queue.add(key)
+
+    def on_snapshot(self, event_type: str | None, body: Body) -> None:
+        assert self.snapshot_watcher is not None
+        key = self.snapshot_watcher.snapshots.apply(event_type, body)
+        if event_type == "DELETED":
+            self.queues["snapshots"].forget(key)
+        else:
+            self.queues["snapshots"].add(key)
+
+    def on_volume(self, event_type: str | None, body: Body) -> None:
+        assert self.volumes is not None
+        assert self.volume_releaser is not None
+        key = self.volumes.apply(event_type, body)
+        if event_type != "DELETED" and self.volume_releaser.is_ours(body):
+            self.queues["volumes"].add(key)
+
+    def on_claim(self, event_type: str | None, body: Body) -> None:
+        assert self.claim_reconciler is not None
+        assert self.snapshot_watcher is not None
+        self.snapshot_watcher.claims.apply(event_type, body)
+        if not self.claim_reconciler.is_ours(body):
+            return
+        key = self.claims.apply(event_type, body)
+        if event_type == "DELETED":
+            self.queues["claims"].forget(key)
+        else:
+            self.queues["claims"].add(key)
 
     def _unready_ages(self) -> list[float]:
         ages: list[float] = []
@@ -127,6 +193,8 @@ class Runtime:
         return ages
 
     async def close(self) -> None:
+        for informer in self.informers:
+            await informer.stop()
         for queue in self.queues.values():
             await queue.stop()
         await self.azure.close()
@@ -147,31 +215,6 @@ def register(registry: kopf.OperatorRegistry, runtime_box: list[Runtime]) -> Non
 
     snapshots = (SNAPSHOT_GROUP, "v1")
 
-    @kopf.on.event(*snapshots, VOLUME_SNAPSHOT_CONTENT.plural, registry=registry)
-    async def content_event(event: kopf.RawEvent, **_: Any) -> None:
-        rt = runtime()
-        body = _object(event)
-        assert rt.content_reconciler is not None
-        if not rt.content_reconciler.is_ours(body):
-            return
-        key = rt.contents.apply(event.get("type"), body)
-        queue = rt.queues["contents"]
-        if event.get("type") == "DELETED":
-            queue.forget(key)
-            rt.recorder.forget(body["metadata"].get("uid", ""))
-        else:
-            queue.add(key)
-
-    @kopf.on.event(*snapshots, VOLUME_SNAPSHOT.plural, registry=registry)
-    async def snapshot_event(event: kopf.RawEvent, **_: Any) -> None:
-        rt = runtime()
-        assert rt.snapshot_watcher is not None
-        key = rt.snapshot_watcher.snapshots.apply(event.get("type"), _object(event))
-        if event.get("type") == "DELETED":
-            rt.queues["snapshots"].forget(key)
-        else:
-            rt.queues["snapshots"].add(key)
-
     @kopf.on.event(*snapshots, VOLUME_SNAPSHOT_CLASS.plural, registry=registry)
     async def snapshot_class_event(event: kopf.RawEvent, **_: Any) -> None:
         runtime().snapshot_classes.apply(event.get("type"), _object(event))
@@ -179,30 +222,6 @@ def register(registry: kopf.OperatorRegistry, runtime_box: list[Runtime]) -> Non
     @kopf.on.event(STORAGE_CLASS.group, STORAGE_CLASS.version, STORAGE_CLASS.plural, registry=registry)
     async def storage_class_event(event: kopf.RawEvent, **_: Any) -> None:
         runtime().storage_classes.apply(event.get("type"), _object(event))
-
-    @kopf.on.event("", "v1", PERSISTENT_VOLUME.plural, registry=registry)
-    async def volume_event(event: kopf.RawEvent, **_: Any) -> None:
-        rt = runtime()
-        assert rt.volumes is not None
-        assert rt.volume_releaser is not None
-        key = rt.volumes.apply(event.get("type"), _object(event))
-        if event.get("type") != "DELETED" and rt.volume_releaser.is_ours(_object(event)):
-            rt.queues["volumes"].add(key)
-
-    @kopf.on.event("", "v1", PERSISTENT_VOLUME_CLAIM.plural, registry=registry)
-    async def claim_event(event: kopf.RawEvent, **_: Any) -> None:
-        rt = runtime()
-        assert rt.claim_reconciler is not None
-        assert rt.snapshot_watcher is not None
-        body = _object(event)
-        rt.snapshot_watcher.claims.apply(event.get("type"), body)
-        if not rt.claim_reconciler.is_ours(body):
-            return
-        key = rt.claims.apply(event.get("type"), body)
-        if event.get("type") == "DELETED":
-            rt.queues["claims"].forget(key)
-        else:
-            rt.queues["claims"].add(key)
 
     @kopf.on.event(SNAPSHOT_EXPORT.group, SNAPSHOT_EXPORT.version, SNAPSHOT_EXPORT.plural, registry=registry)
     async def export_event(event: kopf.RawEvent, **_: Any) -> None:
