@@ -260,7 +260,8 @@ class Bench:
         if key == "lro":
             await asyncio.to_thread(admin.update_settings, lroSeconds=p.lro_seconds)
         if key == "throttled":
-            await asyncio.to_thread(admin.set_faults, "put:volumeSnapshots:429:0.2")
+            # The same seed for both arms of a trial: the same PUTs (by order) meet a 429.
+            await asyncio.to_thread(admin.set_faults, "put:volumeSnapshots:429:0.2", seed=trial)
         spawned = time.time()
         await asyncio.to_thread(arm.start, driver)
         extra: dict[str, float] = {}
