@@ -82,8 +82,9 @@ class Run:
 
 
 class Bench:
-    def __init__(self, profile: Profile, workdir: Path, artifacts: Artifacts) -> None:
+    def __init__(self, profile: Profile, workdir: Path, artifacts: Artifacts, python: str) -> None:
         self.profile = profile
+        self.python = python
         self.workdir = workdir
         self.artifacts = artifacts
         self.runs: list[Run] = []
@@ -144,8 +145,10 @@ class Bench:
         self.audit = bf.TailReader(self.audit_path)
         self.access = bf.TailReader(self.access_log)
         self.arms: dict[str, bc.Arm] = {
-            "operator": bc.OperatorArm(info, self.cluster, self.san_id, self.workdir),
-            "sidecar": bc.SidecarArm(info, self.cluster, self.artifacts, self.san_id, self.workdir),
+            "operator": bc.OperatorArm(info, self.cluster, self.san_id, self.workdir, self.python),
+            "sidecar": bc.SidecarArm(
+                info, self.cluster, self.artifacts, self.san_id, self.workdir, self.python
+            ),
         }
         comp = {c.name: c.proc.pid if c.proc else None for c in self.cluster.components}
         self.platform_pids = {
@@ -385,6 +388,12 @@ def main() -> int:
         "--json", type=Path, default=Path("bench-results.json"), help="where to write the figures"
     )
     parser.add_argument("--workdir", type=Path, help="keep logs here (default: a temporary directory)")
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="interpreter of both arms' Python processes: a virtual environment with the runtime "
+        "dependencies only, as the image has (make bench builds .venv-runtime)",
+    )
     args = parser.parse_args()
     profile = QUICK if args.quick else FULL
     overrides: dict[str, Any] = {"trials": args.trials} if args.trials else {}
@@ -398,7 +407,7 @@ def main() -> int:
     artifacts = discover()
     info = machine()
     started = time.time()
-    bench = Bench(profile, workdir, artifacts)
+    bench = Bench(profile, workdir, artifacts, args.python)
 
     async def go() -> None:
         try:
@@ -417,6 +426,7 @@ def main() -> int:
         "csi-snapshotter": " ".join(bc.SIDECAR_FLAGS),
         "both arms": " ".join(f"{k}={v}" for k, v in bc.AZURE_SETTINGS.items()) + ", ESS_CA_BUNDLE set",
         "kube-apiserver": "audit log: Metadata level, blocking, leases excluded",
+        "python of both arms": args.python,
     }
     print()
     print(f"profile {profile.name}: {profile.trials} trial(s), arms alternated; medians over trials")
