@@ -264,15 +264,16 @@ class SidecarArm(Arm):
     name = "sidecar"
 
     def __init__(
-        self, info: EmulatorInfo, cluster: LocalCluster, artifacts: Artifacts, san_id: str, logs: Path
+        self,
+        info: EmulatorInfo,
+        cluster: LocalCluster,
+        artifacts: Artifacts,
+        san_id: str,
+        logs: Path,
+        python: str,
     ) -> None:
-        self.info, self.cluster, self.artifacts, self.san_id, self.logs = (
-            info,
-            cluster,
-            artifacts,
-            san_id,
-            logs,
-        )
+        self.info, self.cluster, self.artifacts, self.san_id = info, cluster, artifacts, san_id
+        self.logs, self.python = logs, python
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._files: list[IO[bytes]] = []
         self._socket_dir: Path | None = None
