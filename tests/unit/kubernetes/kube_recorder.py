@@ -1,4 +1,4 @@
-"""A small stateful stand-in for ``KubeApi``: merge-patches objects in memory and counts requests."""
+"""Stand-ins for unit tests: ``KubeApi`` in memory (merge-patches, counts requests) and a seeded Azure."""
 
 from __future__ import annotations
 
@@ -6,9 +6,20 @@ import copy
 from collections import Counter
 from typing import Any
 
+from elasticsan_snapshotter.azure.fake import InMemoryAzure
 from elasticsan_snapshotter.domain.errors import NotFound
+from elasticsan_snapshotter.domain.identity import VolumeId
 from elasticsan_snapshotter.kubernetes.api import Body
 from elasticsan_snapshotter.kubernetes.resources import Resource
+
+
+def azure_with(volume: VolumeId, size_gib: int = 10) -> InMemoryAzure:
+    """The in-memory Azure with ``volume`` (and its SAN and volume group) in it."""
+    azure = InMemoryAzure()
+    azure.add_elastic_san(volume.volume_group.san)
+    azure.add_volume_group(volume.volume_group)
+    azure.add_volume(volume, size_gib)
+    return azure
 
 
 def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:

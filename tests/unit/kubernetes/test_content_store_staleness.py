@@ -6,9 +6,8 @@ import copy
 from typing import cast
 
 import pytest
-from kube_recorder import RecordingApi
+from kube_recorder import RecordingApi, azure_with
 
-from elasticsan_snapshotter.azure.fake import InMemoryAzure
 from elasticsan_snapshotter.domain.identity import ElasticSanId
 from elasticsan_snapshotter.domain.mapping import SanIndex
 from elasticsan_snapshotter.kubernetes.api import Body, KubeApi
@@ -64,10 +63,7 @@ def test_an_older_body_never_replaces_a_newer_one() -> None:
 
 async def test_a_late_watch_event_does_not_make_a_second_write() -> None:
     api = RecordingApi()
-    azure = InMemoryAzure()
-    azure.add_elastic_san(SAN)
-    azure.add_volume_group(VOLUME.volume_group)
-    azure.add_volume(VOLUME, 10)
+    azure = azure_with(VOLUME)
     contents = Store()
     kube = cast(KubeApi, api)
     reconciler = ContentReconciler(

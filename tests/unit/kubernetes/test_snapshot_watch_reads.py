@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import cast
 
 import pytest
-from kube_recorder import RecordingApi
+from kube_recorder import RecordingApi, azure_with
 
-from elasticsan_snapshotter.azure.fake import InMemoryAzure
 from elasticsan_snapshotter.domain.identity import ElasticSanId
 from elasticsan_snapshotter.domain.mapping import SanIndex
 from elasticsan_snapshotter.kubernetes.api import Body, KubeApi
@@ -50,10 +49,7 @@ def _snapshot(resource_version: int) -> Body:
 
 
 def _watcher(api: RecordingApi) -> SnapshotWatcher:
-    azure = InMemoryAzure()
-    azure.add_elastic_san(SAN)
-    azure.add_volume_group(VOLUME.volume_group)
-    azure.add_volume(VOLUME, 10)
+    azure = azure_with(VOLUME)
     kube = cast(KubeApi, api)
     snapshot_classes, storage_classes = Store(), Store()
     snapshot_classes.apply("ADDED", {"metadata": {"name": "esan-snap"}, "driver": DRIVER})
