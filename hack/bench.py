@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import platform
+import shutil
 import signal
 import sys
 import tempfile
@@ -454,10 +455,14 @@ def main() -> int:
         "workdir": str(workdir),
     }
     args.json.write_text(json.dumps(document, indent=1))
-    print(f"\nfigures in {args.json}, logs in {workdir}; {document['seconds']:.0f} s in all")
+    keep = args.workdir is not None or bool(incomplete)
+    kept = f"logs in {workdir}" if keep else "logs removed (--workdir keeps them)"
+    print(f"\nfigures in {args.json}, {kept}; {document['seconds']:.0f} s in all")
     if incomplete:
         print(f"snapshots that never became ready: {', '.join(incomplete)}", file=sys.stderr)
         return 1
+    if not keep:
+        shutil.rmtree(workdir, ignore_errors=True)  # a run that completed needs no logs kept
     if missed and not args.quick:
         print(f"targets missed: {'; '.join(missed)}", file=sys.stderr)
         return 1
