@@ -42,12 +42,20 @@ test: lint binaries velero
 # Operator against csi-snapshotter + our CSI controller, side by side (docs/performance.md).
 # `bench` enforces the targets (non-zero exit when one is missed); `bench-quick` is the smoke
 # run that `make test` starts with: a few minutes, figures printed, targets not enforced.
+# Both arms run from .venv-runtime: the package with its runtime dependencies only, as in the image.
 BENCH_ARGS ?=
-bench: install stubs binaries
-	$(BIN)/python hack/bench.py --json bench-results.json $(BENCH_ARGS)
+RUNTIME_VENV := .venv-runtime
+$(RUNTIME_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(RUNTIME_VENV)
+	$(RUNTIME_VENV)/bin/pip install --quiet --upgrade pip
+	$(RUNTIME_VENV)/bin/pip install --quiet -e .
+	touch $@
 
-bench-quick: install stubs binaries
-	$(BIN)/python hack/bench.py --quick --json bench-quick.json $(BENCH_ARGS)
+bench: install stubs binaries $(RUNTIME_VENV)/.installed
+	$(BIN)/python hack/bench.py --python $(RUNTIME_VENV)/bin/python --json bench-results.json $(BENCH_ARGS)
+
+bench-quick: install stubs binaries $(RUNTIME_VENV)/.installed
+	$(BIN)/python hack/bench.py --quick --python $(RUNTIME_VENV)/bin/python --json bench-quick.json $(BENCH_ARGS)
 
 # The edit loop: lint, unit tests and the Azure port contract (the fake and the emulator; no control plane).
 test-fast: lint

@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import platform
+import shutil
 import signal
 import sys
 import tempfile
@@ -82,8 +83,9 @@ class Run:
 
 
 class Bench:
-    def __init__(self, profile: Profile, workdir: Path, artifacts: Artifacts) -> None:
+    def __init__(self, profile: Profile, workdir: Path, artifacts: Artifacts, python: str) -> None:
         self.profile = profile
+        self.python = python
         self.workdir = workdir
         self.artifacts = artifacts
         self.runs: list[Run] = []
@@ -144,8 +146,10 @@ class Bench:
         self.audit = bf.TailReader(self.audit_path)
         self.access = bf.TailReader(self.access_log)
         self.arms: dict[str, bc.Arm] = {
-            "operator": bc.OperatorArm(info, self.cluster, self.san_id, self.workdir),
-            "sidecar": bc.SidecarArm(info, self.cluster, self.artifacts, self.san_id, self.workdir),
+            "operator": bc.OperatorArm(info, self.cluster, self.san_id, self.workdir, self.python),
+            "sidecar": bc.SidecarArm(
+                info, self.cluster, self.artifacts, self.san_id, self.workdir, self.python
+            ),
         }
         comp = {c.name: c.proc.pid if c.proc else None for c in self.cluster.components}
         self.platform_pids = {
@@ -260,7 +264,8 @@ class Bench:
         if key == "lro":
             await asyncio.to_thread(admin.update_settings, lroSeconds=p.lro_seconds)
         if key == "throttled":
-            await asyncio.to_thread(admin.set_faults, "put:volumeSnapshots:429:0.2")
+            # The same seed for both arms of a trial: the same PUTs (by order) meet a 429.
+            await asyncio.to_thread(admin.set_faults, "put:volumeSnapshots:429:0.2", seed=trial)
         spawned = time.time()
         await asyncio.to_thread(arm.start, driver)
         extra: dict[str, float] = {}
@@ -374,19 +379,36 @@ def main() -> int:
     )
     parser.add_argument("--trials", type=int, help="override the profile's trial count")
     parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=N",
+        help="override a profile field, e.g. big_burst=200",
+    )
+    parser.add_argument(
         "--json", type=Path, default=Path("bench-results.json"), help="where to write the figures"
     )
     parser.add_argument("--workdir", type=Path, help="keep logs here (default: a temporary directory)")
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="interpreter of both arms' Python processes: a virtual environment with the runtime "
+        "dependencies only, as the image has (make bench builds .venv-runtime)",
+    )
     args = parser.parse_args()
     profile = QUICK if args.quick else FULL
-    if args.trials:
-        profile = Profile(**{**asdict(profile), "trials": args.trials})
+    overrides: dict[str, Any] = {"trials": args.trials} if args.trials else {}
+    for item in args.set:
+        name, _, value = item.partition("=")
+        overrides[name] = type(getattr(profile, name))(value)
+    if overrides:
+        profile = Profile(**{**asdict(profile), **overrides})
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ess-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     artifacts = discover()
     info = machine()
     started = time.time()
-    bench = Bench(profile, workdir, artifacts)
+    bench = Bench(profile, workdir, artifacts, args.python)
 
     async def go() -> None:
         try:
@@ -405,6 +427,7 @@ def main() -> int:
         "csi-snapshotter": " ".join(bc.SIDECAR_FLAGS),
         "both arms": " ".join(f"{k}={v}" for k, v in bc.AZURE_SETTINGS.items()) + ", ESS_CA_BUNDLE set",
         "kube-apiserver": "audit log: Metadata level, blocking, leases excluded",
+        "python of both arms": args.python,
     }
     print()
     print(f"profile {profile.name}: {profile.trials} trial(s), arms alternated; medians over trials")
@@ -432,10 +455,14 @@ def main() -> int:
         "workdir": str(workdir),
     }
     args.json.write_text(json.dumps(document, indent=1))
-    print(f"\nfigures in {args.json}, logs in {workdir}; {document['seconds']:.0f} s in all")
+    keep = args.workdir is not None or bool(incomplete)
+    kept = f"logs in {workdir}" if keep else "logs removed (--workdir keeps them)"
+    print(f"\nfigures in {args.json}, {kept}; {document['seconds']:.0f} s in all")
     if incomplete:
         print(f"snapshots that never became ready: {', '.join(incomplete)}", file=sys.stderr)
         return 1
+    if not keep:
+        shutil.rmtree(workdir, ignore_errors=True)  # a run that completed needs no logs kept
     if missed and not args.quick:
         print(f"targets missed: {'; '.join(missed)}", file=sys.stderr)
         return 1

@@ -14,7 +14,6 @@ import shutil
 import signal
 import ssl
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Mapping
@@ -236,8 +235,10 @@ class Arm:
 class OperatorArm(Arm):
     name = "operator"
 
-    def __init__(self, info: EmulatorInfo, cluster: LocalCluster, san_id: str, logs: Path) -> None:
-        self.info, self.cluster, self.san_id, self.logs = info, cluster, san_id, logs
+    def __init__(
+        self, info: EmulatorInfo, cluster: LocalCluster, san_id: str, logs: Path, python: str
+    ) -> None:
+        self.info, self.cluster, self.san_id, self.logs, self.python = info, cluster, san_id, logs, python
         self.process: OperatorProcess | None = None
         self._runs = 0
 
@@ -246,7 +247,8 @@ class OperatorArm(Arm):
         env = operator_env(
             self.info, self.cluster.kubeconfig, self.san_id, ESS_DRIVER_NAME=driver, **AZURE_SETTINGS
         )
-        self.process = OperatorProcess(env, self.logs / f"operator-{self._runs}.log", startup_timeout=180)
+        log = self.logs / f"operator-{self._runs}.log"
+        self.process = OperatorProcess(env, log, startup_timeout=180, python=self.python)
         self.process.start()
 
     def stop(self) -> None:
@@ -262,15 +264,16 @@ class SidecarArm(Arm):
     name = "sidecar"
 
     def __init__(
-        self, info: EmulatorInfo, cluster: LocalCluster, artifacts: Artifacts, san_id: str, logs: Path
+        self,
+        info: EmulatorInfo,
+        cluster: LocalCluster,
+        artifacts: Artifacts,
+        san_id: str,
+        logs: Path,
+        python: str,
     ) -> None:
-        self.info, self.cluster, self.artifacts, self.san_id, self.logs = (
-            info,
-            cluster,
-            artifacts,
-            san_id,
-            logs,
-        )
+        self.info, self.cluster, self.artifacts, self.san_id = info, cluster, artifacts, san_id
+        self.logs, self.python = logs, python
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._files: list[IO[bytes]] = []
         self._socket_dir: Path | None = None
@@ -305,7 +308,7 @@ class SidecarArm(Arm):
         self._spawn(
             "csi-controller",
             [
-                sys.executable,
+                self.python,
                 "-m",
                 "elasticsan_snapshotter",
                 "csi-controller",

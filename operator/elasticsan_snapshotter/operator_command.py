@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         settings.watching.client_timeout = 330
         runtime = await operator_runtime(ours)
         box.append(runtime)
+        runtime.watch()
         if elects_leader(ours):
             elector = leader_elector(ours, runtime.api)
             electors.append(elector)

@@ -9,6 +9,7 @@ connector, and every pipeline of the adapter sends through that one session.
 
 from __future__ import annotations
 
+import os
 import ssl
 from typing import Any
 
@@ -16,6 +17,12 @@ import aiohttp
 
 # The package resolves this name lazily, which hides its type; the module is where it lives.
 from azure.core.pipeline.transport._aiohttp import AioHttpTransport
+
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def proxies_in_environment() -> bool:
+    return any(os.environ.get(name) for name in PROXY_VARIABLES)
 
 
 def ssl_context(ca_bundle: str | None) -> ssl.SSLContext | bool:
@@ -36,9 +43,11 @@ class SharedSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=self._ssl),
-                # What azure-core's own sessions use: proxies from the environment, no cookies,
-                # bodies left as sent (azure-core decompresses itself).
-                trust_env=True,
+                # azure-core's async transport takes proxies from the environment through aiohttp's
+                # trust_env. That also makes aiohttp look for ~/.netrc in a worker thread on every
+                # request, so it is on only when a proxy is configured (ARM uses bearer tokens,
+                # never netrc). No cookies; bodies left as sent (azure-core decompresses itself).
+                trust_env=proxies_in_environment(),
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,
             )
@@ -70,4 +79,4 @@ class SharedTransport(AioHttpTransport):
         self.session = None
 
 
-__all__ = ["SharedSession", "SharedTransport", "ssl_context"]
+__all__ = ["PROXY_VARIABLES", "SharedSession", "SharedTransport", "proxies_in_environment", "ssl_context"]

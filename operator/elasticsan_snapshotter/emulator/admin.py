@@ -7,7 +7,7 @@ POST /_emulator/written            {"volumeId": <ARM id>, "writtenGiB": N}
 POST /_emulator/iscsi/login        {"targetIqn": IQN, "targetPortal"?: "host:port"}
                                    -> {"volumeId", "path" (the backing file), "sizeBytes"}
 GET  /_emulator/faults             the active fault plan
-PUT  /_emulator/faults             {"spec": "..."} or {"latency_ms": N, "rules": [...]}
+PUT  /_emulator/faults             {"spec": "..."} or {"latency_ms": N, "rules": [...]}; "seed": N restarts the draws
 DELETE /_emulator/faults
 PATCH /_emulator/settings          {"lroSeconds", "lroRetryAfter", "exportSeconds", "pageSize",
                                     "latencyMs", "throttleRetryAfter"} (any subset)
@@ -107,7 +107,8 @@ class AdminApi:
                 plan = parse_spec(body["spec"]) if "spec" in body else parse_json(body)
             except (ValueError, KeyError, TypeError) as error:
                 raise invalid(f"Invalid fault plan: {error}") from None
-            injector.replace(plan)
+            seed = body.get("seed")
+            injector.replace(plan, seed=int(seed) if seed is not None else None)
         elif method == "DELETE":
             injector.replace(parse_spec(""))
         elif method != "GET":

@@ -126,8 +126,11 @@ class FaultInjector:
         self.plan = plan
         self._random = random.Random(seed)
 
-    def replace(self, plan: FaultPlan) -> None:
+    def replace(self, plan: FaultPlan, seed: int | None = None) -> None:
+        """A new plan; with ``seed`` the draws also start afresh (the same faults for the same requests)."""
         self.plan = plan
+        if seed is not None:
+            self._random = random.Random(seed)
 
     def decide(self, method: str, kind: str) -> FaultRule | None:
         """The rule that fires for this request, if any (at most one per request)."""

@@ -170,11 +170,18 @@ class AdminClient:
         return dict(self.request("POST", "iscsi/login", body))
 
     def set_faults(
-        self, spec: str | None = None, *, rules: Sequence[Mapping[str, Any]] = (), latency_ms: int = 0
+        self,
+        spec: str | None = None,
+        *,
+        rules: Sequence[Mapping[str, Any]] = (),
+        latency_ms: int = 0,
+        seed: int | None = None,
     ) -> Any:
+        body: dict[str, Any] = {"seed": seed} if seed is not None else {}
         if spec is not None:
-            return self.request("PUT", "faults", {"spec": spec})
-        return self.request("PUT", "faults", {"latency_ms": latency_ms, "rules": [dict(r) for r in rules]})
+            return self.request("PUT", "faults", {"spec": spec, **body})
+        rules_body = {"latency_ms": latency_ms, "rules": [dict(r) for r in rules]}
+        return self.request("PUT", "faults", {**rules_body, **body})
 
     def clear_faults(self) -> None:
         self.request("DELETE", "faults")

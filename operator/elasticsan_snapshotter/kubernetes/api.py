@@ -14,7 +14,7 @@ import base64
 import json
 import ssl
 import tempfile
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -34,6 +34,7 @@ from elasticsan_snapshotter.domain.errors import (
 from elasticsan_snapshotter.kubernetes.resources import Resource
 
 Body = dict[str, Any]
+Bodies = list[Body]
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -43,6 +44,18 @@ class Conflict(SnapshotterError):
 
     reason = "Conflict"
     retryable = True
+
+
+class WatchExpired(SnapshotterError):
+    """The watch's resourceVersion is too old (HTTP 410 Gone): list again."""
+
+    reason = "Expired"
+    retryable = True
+    default_retry_after = 0.0
+
+
+WATCH_SECONDS = 300
+"""Server-side lifetime of one watch request; the informer resumes from the last version."""
 
 
 class KubeApi:
@@ -142,6 +155,51 @@ class KubeApi:
             if not token:
                 return items
             params["continue"] = token
+
+    async def list_with_version(self, resource: Resource, namespace: str = "") -> tuple[Bodies, str]:
+        """Every object (pages of 500) and the resourceVersion to watch from."""
+        items: Bodies = []
+        params: dict[str, str] = {"limit": "500"}
+        while True:
+            page = await self.request("GET", resource.path(namespace=namespace), params=params)
+            items.extend(page.get("items") or [])
+            meta = page.get("metadata") or {}
+            if not meta.get("continue"):
+                return items, str(meta.get("resourceVersion") or "")
+            params["continue"] = str(meta["continue"])
+
+    async def watch(
+        self, resource: Resource, resource_version: str, namespace: str = ""
+    ) -> AsyncIterator[tuple[str, Body]]:
+        """Watch events (type, object) from ``resource_version`` until the server ends the watch."""
+        session = await self._ensure_session()
+        params = {
+            "watch": "1",
+            "allowWatchBookmarks": "true",
+            "resourceVersion": resource_version,
+            "timeoutSeconds": str(WATCH_SECONDS),
+        }
+        path = resource.path(namespace=namespace)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=WATCH_SECONDS + 60)
+        try:
+            async with session.get(self._server + path, params=params, timeout=timeout) as resp:
+                if resp.status == 410:
+                    raise WatchExpired(f"watch {path}: resourceVersion {resource_version} expired")
+                if resp.status >= 400:
+                    text = await resp.text()
+                    raise _translate(resp.status, text, "GET", path, resp.headers.get("Retry-After"))
+                async for line in resp.content:
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    kind, obj = str(event.get("type")), event.get("object") or {}
+                    if kind == "ERROR":
+                        if obj.get("code") == 410:
+                            raise WatchExpired(f"watch {path}: {obj.get('message')}")
+                        raise Transient(f"watch {path}: {obj.get('message')}")
+                    yield kind, obj
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise Transient(f"watch {path}: {type(exc).__name__}: {exc}") from exc
 
     async def create(self, resource: Resource, body: Body, namespace: str = "") -> Body:
         return await self.request("POST", resource.path(namespace=namespace), body=body)

@@ -1,10 +1,15 @@
-"""Every Kopf handler of the operator, registered in one thin module.
+"""Every watch of the operator, wired in one thin module.
 
 Handlers only feed watch events into in-memory stores and keyed work
 queues; reconcilers in their own modules do the work. Low-level event
 handlers cost no Kopf bookkeeping writes (no finalizer, no diff-base, no
 progress annotations), so a snapshot costs only the writes the
 csi-snapshotter contract itself requires.
+
+The kinds with an event or more per snapshot (VolumeSnapshotContents,
+VolumeSnapshots) and the many-object kinds (PersistentVolumes, claims) come
+through the operator's own informers (``informer.py``), which hand each event
+straight to the same handlers; Kopf watches the rest.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from elasticsan_snapshotter.kubernetes.export_guard import ExportGuard
 from elasticsan_snapshotter.kubernetes.exporter import ExportReconciler
 from elasticsan_snapshotter.kubernetes.group_members import GroupMemberReconciler
 from elasticsan_snapshotter.kubernetes.group_snapshotter import GroupContentReconciler
+from elasticsan_snapshotter.kubernetes.informer import Informer
 from elasticsan_snapshotter.kubernetes.provisioner import ClaimReconciler
 from elasticsan_snapshotter.kubernetes.releaser import VolumeReleaser
 from elasticsan_snapshotter.kubernetes.resources import (
@@ -80,6 +86,7 @@ class Runtime:
     queues: dict[str, WorkQueue] = field(default_factory=dict)
     leading: bool = False
     """Whether this replica runs the reconcilers (always, unless it waits for the Lease)."""
+    informers: list[Informer] = field(default_factory=list)
     content_reconciler: ContentReconciler | None = None
     snapshot_watcher: SnapshotWatcher | None = None
     claim_reconciler: ClaimReconciler | None = None
@@ -174,6 +181,74 @@ class Runtime:
             ),
         }
         metrics.track_unready(self._unready_ages)
+        namespaces = list(self.settings.namespaces) or [""]
+        watched = [
+            (VOLUME_SNAPSHOT_CONTENT, self.on_content, [""]),
+            (VOLUME_SNAPSHOT, self.on_snapshot, namespaces),
+            (PERSISTENT_VOLUME, self.on_volume, [""]),
+            (PERSISTENT_VOLUME_CLAIM, self.on_claim, namespaces),
+        ]
+        self.informers = [
+            Informer(self.api, resource, handler, namespace=namespace)
+            for resource, handler, in_namespaces in watched
+            for namespace in in_namespaces
+        ]
+
+    def watch(self) -> None:
+        """Fill the stores from the API: on every replica, so a standby takes over warm."""
+        for informer in self.informers:
+            informer.start()
+
+    # -- informer events ---------------------------------------------------------------
+
+    def on_content(self, event_type: str | None, body: Body) -> None:
+        assert self.content_reconciler is not None
+        assert self.group_member_reconciler is not None
+        if self.group_member_reconciler.is_ours(body):
+            self.enqueue("group-members", self.group_member_contents, event_type, body)
+        if self.content_reconciler.is_ours(body):
+            self.enqueue("contents", self.contents, event_type, body)
+
+    def enqueue(self, queue_name: str, store: Store, event_type: str | None, body: Body) -> None:
+        """Apply an event to ``store`` and queue (or forget) its key."""
+        key = store.apply(event_type, body)
+        queue = self.queues[queue_name]
+        if event_type == "DELETED":
+            queue.forget(key)
+            self.recorder.forget(body["metadata"].get("uid", ""))
+        else:
+            queue.add(key)
+
+    def on_snapshot(self, event_type: str | None, body: Body) -> None:
+        assert self.snapshot_watcher is not None
+        assert self.schedule_reconciler is not None
+        self.wake_schedules([self.schedule_reconciler.snapshot_event(event_type, body)])
+        key = self.snapshot_watcher.snapshots.apply(event_type, body)
+        if event_type == "DELETED":
+            self.queues["snapshots"].forget(key)
+        else:
+            self.queues["snapshots"].add(key)
+
+    def on_volume(self, event_type: str | None, body: Body) -> None:
+        assert self.volumes is not None
+        assert self.volume_releaser is not None
+        key = self.volumes.apply(event_type, body)
+        if event_type != "DELETED" and self.volume_releaser.is_ours(body):
+            self.queues["volumes"].add(key)
+
+    def on_claim(self, event_type: str | None, body: Body) -> None:
+        assert self.claim_reconciler is not None
+        assert self.snapshot_watcher is not None
+        assert self.schedule_reconciler is not None
+        self.snapshot_watcher.claims.apply(event_type, body)
+        self.wake_schedules(list(self.schedule_reconciler.claim_event(event_type, body)))
+        if not self.claim_reconciler.is_ours(body):
+            return
+        key = self.claims.apply(event_type, body)
+        if event_type == "DELETED":
+            self.queues["claims"].forget(key)
+        else:
+            self.queues["claims"].add(key)
 
     def start(self) -> None:
         """Run the reconcilers: at start-up, or once this replica holds the Lease."""
@@ -196,6 +271,8 @@ class Runtime:
         return ages
 
     async def close(self) -> None:
+        for informer in self.informers:
+            await informer.stop()
         for queue in self.queues.values():
             await queue.stop()
         await self.azure.close()
@@ -207,14 +284,7 @@ def _object(event: kopf.RawEvent) -> Body:
 
 
 def _enqueue(rt: Runtime, queue_name: str, store: Store, event: kopf.RawEvent) -> None:
-    body = _object(event)
-    key = store.apply(event.get("type"), body)
-    queue = rt.queues[queue_name]
-    if event.get("type") == "DELETED":
-        queue.forget(key)
-        rt.recorder.forget(body["metadata"].get("uid", ""))
-    else:
-        queue.add(key)
+    rt.enqueue(queue_name, store, event.get("type"), _object(event))
 
 
 def register(registry: kopf.OperatorRegistry, runtime_box: list[Runtime]) -> None:
@@ -235,29 +305,6 @@ def register(registry: kopf.OperatorRegistry, runtime_box: list[Runtime]) -> Non
 
     snapshots = (SNAPSHOT_GROUP, "v1")
 
-    @kopf.on.event(*snapshots, VOLUME_SNAPSHOT_CONTENT.plural, registry=registry)
-    async def content_event(event: kopf.RawEvent, **_: Any) -> None:
-        rt = runtime()
-        body = _object(event)
-        assert rt.content_reconciler is not None
-        if not rt.content_reconciler.is_ours(body):
-            return
-        key = rt.contents.apply(event.get("type"), body)
-        queue = rt.queues["contents"]
-        if event.get("type") == "DELETED":
-            queue.forget(key)
-            rt.recorder.forget(body["metadata"].get("uid", ""))
-        else:
-            queue.add(key)
-
-    @kopf.on.event(*snapshots, VOLUME_SNAPSHOT_CONTENT.plural, registry=registry)
-    async def group_member_event(event: kopf.RawEvent, **_: Any) -> None:
-        rt = runtime()
-        body = _object(event)
-        assert rt.group_member_reconciler is not None
-        if rt.group_member_reconciler.is_ours(body):
-            _enqueue(rt, "group-members", rt.group_member_contents, event)
-
     groups = (GROUP_SNAPSHOT_GROUP, "v1")
 
     @kopf.on.event(*groups, VOLUME_GROUP_SNAPSHOT_CONTENT.plural, registry=registry)
@@ -271,18 +318,6 @@ def register(registry: kopf.OperatorRegistry, runtime_box: list[Runtime]) -> Non
     async def group_class_event(event: kopf.RawEvent, **_: Any) -> None:
         runtime().group_classes.apply(event.get("type"), _object(event))
 
-    @kopf.on.event(*snapshots, VOLUME_SNAPSHOT.plural, registry=registry)
-    async def snapshot_event(event: kopf.RawEvent, **_: Any) -> None:
-        rt = runtime()
-        assert rt.snapshot_watcher is not None
-        assert rt.schedule_reconciler is not None
-        rt.wake_schedules([rt.schedule_reconciler.snapshot_event(event.get("type"), _object(event))])
-        key = rt.snapshot_watcher.snapshots.apply(event.get("type"), _object(event))
-        if event.get("type") == "DELETED":
-            rt.queues["snapshots"].forget(key)
-        else:
-            rt.queues["snapshots"].add(key)
-
     @kopf.on.event(*snapshots, VOLUME_SNAPSHOT_CLASS.plural, registry=registry)
     async def snapshot_class_event(event: kopf.RawEvent, **_: Any) -> None:
         runtime().snapshot_classes.apply(event.get("type"), _object(event))
@@ -290,32 +325,6 @@ def register(registry: kopf.OperatorRegistry, runtime_box: list[Runtime]) -> Non
     @kopf.on.event(STORAGE_CLASS.group, STORAGE_CLASS.version, STORAGE_CLASS.plural, registry=registry)
     async def storage_class_event(event: kopf.RawEvent, **_: Any) -> None:
         runtime().storage_classes.apply(event.get("type"), _object(event))
-
-    @kopf.on.event("", "v1", PERSISTENT_VOLUME.plural, registry=registry)
-    async def volume_event(event: kopf.RawEvent, **_: Any) -> None:
-        rt = runtime()
-        assert rt.volumes is not None
-        assert rt.volume_releaser is not None
-        key = rt.volumes.apply(event.get("type"), _object(event))
-        if event.get("type") != "DELETED" and rt.volume_releaser.is_ours(_object(event)):
-            rt.queues["volumes"].add(key)
-
-    @kopf.on.event("", "v1", PERSISTENT_VOLUME_CLAIM.plural, registry=registry)
-    async def claim_event(event: kopf.RawEvent, **_: Any) -> None:
-        rt = runtime()
-        assert rt.claim_reconciler is not None
-        assert rt.snapshot_watcher is not None
-        assert rt.schedule_reconciler is not None
-        body = _object(event)
-        rt.snapshot_watcher.claims.apply(event.get("type"), body)
-        rt.wake_schedules(list(rt.schedule_reconciler.claim_event(event.get("type"), body)))
-        if not rt.claim_reconciler.is_ours(body):
-            return
-        key = rt.claims.apply(event.get("type"), body)
-        if event.get("type") == "DELETED":
-            rt.queues["claims"].forget(key)
-        else:
-            rt.queues["claims"].add(key)
 
     @kopf.on.event(SNAPSHOT_EXPORT.group, SNAPSHOT_EXPORT.version, SNAPSHOT_EXPORT.plural, registry=registry)
     async def export_event(event: kopf.RawEvent, **_: Any) -> None:

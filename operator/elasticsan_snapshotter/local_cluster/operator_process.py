@@ -26,11 +26,14 @@ class OperatorProcess:
         *,
         extra_args: tuple[str, ...] = (),
         startup_timeout: float = 60.0,
+        python: str = sys.executable,
     ) -> None:
         self.env = dict(env)
         self.log_path = log_path
         self.extra_args = extra_args
         self.startup_timeout = startup_timeout
+        self.python = python
+        """The interpreter to run it with (another virtual environment, e.g. without test libraries)."""
         self.health_port = 0
         self.metrics_port = 0
         self._process: subprocess.Popen[bytes] | None = None
@@ -46,7 +49,7 @@ class OperatorProcess:
         }
         self._log = self.log_path.open("ab")
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "elasticsan_snapshotter", "operator", *self.extra_args],
+            [self.python, "-m", "elasticsan_snapshotter", "operator", *self.extra_args],
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,

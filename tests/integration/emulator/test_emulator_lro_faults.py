@@ -185,6 +185,23 @@ def test_fault_draws_are_reproducible() -> None:
     assert 0 < first.count("500") < 100
 
 
+def test_a_fault_plan_with_a_seed_restarts_the_draws(emulator: EmulatorProcess) -> None:
+    spec = "put:volumeSnapshots:429:0.2"
+    injector = FaultInjector(parse_spec(spec), seed=0)
+
+    def draws() -> list[bool]:
+        return [injector.decide("PUT", "volumeSnapshots") is not None for _ in range(60)]
+
+    first = draws()
+    assert first != draws()  # without a seed the draws go on
+    injector.replace(parse_spec(spec), seed=0)
+    assert draws() == first
+    # Through the admin API, as a benchmark sets the same faults for each arm.
+    emulator.admin.set_faults(spec, seed=3)
+    emulator.admin.set_faults(spec, seed=3)
+    assert emulator.admin.request("GET", "faults")["rules"][0]["probability"] == 0.2
+
+
 @pytest.mark.parametrize(
     "spec", ["put:volumes:999:1", "put:volumes:429", "fetch:*:500:1", "put:*:500:2", "put:*:lro-slow=x:1"]
 )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
@@ -316,3 +318,18 @@ async def test_an_ambiguous_quota_answer_is_decided_by_the_snapshot_count(
         await adapter.create_snapshot(SNAPSHOT, VOLUME)
     assert caught.value.reason == expected
     assert caught.value.request_id == "q"
+
+
+def test_the_compute_sdk_loads_only_when_an_export_needs_it() -> None:
+    # A fresh interpreter: whether the module is loaded depends on nothing else imported before.
+    code = (
+        "import sys\n"
+        "from elasticsan_snapshotter.azure.client import ElasticSanAzure\n"
+        "from elasticsan_snapshotter.azure.config import AzureConfig\n"
+        "azure = ElasticSanAzure(AzureConfig(subscription_id='s'), credential=object())\n"
+        "print('azure.mgmt.compute' in sys.modules)\n"
+        "azure._compute\n"
+        "print('azure.mgmt.compute' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "True"]

@@ -1,14 +1,41 @@
-"""A small stateful stand-in for ``KubeApi``: merge-patches objects in memory and counts requests."""
+"""Stand-ins for unit tests: ``KubeApi`` in memory (merge-patches, counts requests) and a seeded Azure."""
 
 from __future__ import annotations
 
 import copy
 from collections import Counter
-from typing import Any
+from typing import Any, cast
 
+from elasticsan_snapshotter.azure.fake import InMemoryAzure
 from elasticsan_snapshotter.domain.errors import NotFound
-from elasticsan_snapshotter.kubernetes.api import Body
+from elasticsan_snapshotter.domain.identity import VolumeId
+from elasticsan_snapshotter.domain.mapping import SanIndex
+from elasticsan_snapshotter.kubernetes.api import Body, KubeApi
+from elasticsan_snapshotter.kubernetes.events import EventRecorder
 from elasticsan_snapshotter.kubernetes.resources import Resource
+
+
+def azure_with(volume: VolumeId, size_gib: int = 10) -> InMemoryAzure:
+    """The in-memory Azure with ``volume`` (and its SAN and volume group) in it."""
+    azure = InMemoryAzure()
+    azure.add_elastic_san(volume.volume_group.san)
+    azure.add_volume_group(volume.volume_group)
+    azure.add_volume(volume, size_gib)
+    return azure
+
+
+def reconciler_parts(api: RecordingApi, volume: VolumeId, driver: str) -> dict[str, Any]:
+    """What every reconciler is built with, over ``api`` and an Azure holding ``volume``."""
+    azure = azure_with(volume)
+    kube = cast(KubeApi, api)
+    return {
+        "driver_name": driver,
+        "subscription": volume.volume_group.san.subscription,
+        "api": kube,
+        "azure": azure,
+        "recorder": EventRecorder(kube),
+        "index": SanIndex(azure, [volume.volume_group.san]),
+    }
 
 
 def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:

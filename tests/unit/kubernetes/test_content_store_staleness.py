@@ -6,13 +6,10 @@ import copy
 from typing import cast
 
 import pytest
-from kube_recorder import RecordingApi
+from kube_recorder import RecordingApi, reconciler_parts
 
-from elasticsan_snapshotter.azure.fake import InMemoryAzure
 from elasticsan_snapshotter.domain.identity import ElasticSanId
-from elasticsan_snapshotter.domain.mapping import SanIndex
 from elasticsan_snapshotter.kubernetes.api import Body, KubeApi
-from elasticsan_snapshotter.kubernetes.events import EventRecorder
 from elasticsan_snapshotter.kubernetes.resources import VOLUME_SNAPSHOT_CONTENT
 from elasticsan_snapshotter.kubernetes.snapshotter import ContentReconciler
 from elasticsan_snapshotter.kubernetes.stores import PersistentVolumes, Store
@@ -64,19 +61,12 @@ def test_an_older_body_never_replaces_a_newer_one() -> None:
 
 async def test_a_late_watch_event_does_not_make_a_second_write() -> None:
     api = RecordingApi()
-    azure = InMemoryAzure()
-    azure.add_elastic_san(SAN)
-    azure.add_volume_group(VOLUME.volume_group)
-    azure.add_volume(VOLUME, 10)
+    parts = reconciler_parts(api, VOLUME, DRIVER)
+    azure = parts["azure"]
     contents = Store()
     kube = cast(KubeApi, api)
     reconciler = ContentReconciler(
-        driver_name=DRIVER,
-        subscription=SUB,
-        api=kube,
-        azure=azure,
-        recorder=EventRecorder(kube),
-        index=SanIndex(azure, [SAN]),
+        **parts,
         contents=contents,
         volumes=PersistentVolumes(kube),
     )

@@ -5,13 +5,10 @@ from __future__ import annotations
 from typing import cast
 
 import pytest
-from kube_recorder import RecordingApi
+from kube_recorder import RecordingApi, reconciler_parts
 
-from elasticsan_snapshotter.azure.fake import InMemoryAzure
 from elasticsan_snapshotter.domain.identity import ElasticSanId
-from elasticsan_snapshotter.domain.mapping import SanIndex
 from elasticsan_snapshotter.kubernetes.api import Body, KubeApi
-from elasticsan_snapshotter.kubernetes.events import EventRecorder
 from elasticsan_snapshotter.kubernetes.resources import PERSISTENT_VOLUME_CLAIM
 from elasticsan_snapshotter.kubernetes.snapshot_watch import SnapshotWatcher
 from elasticsan_snapshotter.kubernetes.stores import PersistentVolumes, Store
@@ -50,10 +47,7 @@ def _snapshot(resource_version: int) -> Body:
 
 
 def _watcher(api: RecordingApi) -> SnapshotWatcher:
-    azure = InMemoryAzure()
-    azure.add_elastic_san(SAN)
-    azure.add_volume_group(VOLUME.volume_group)
-    azure.add_volume(VOLUME, 10)
+    parts = reconciler_parts(api, VOLUME, DRIVER)
     kube = cast(KubeApi, api)
     snapshot_classes, storage_classes = Store(), Store()
     snapshot_classes.apply("ADDED", {"metadata": {"name": "esan-snap"}, "driver": DRIVER})
@@ -67,12 +61,7 @@ def _watcher(api: RecordingApi) -> SnapshotWatcher:
         },
     )
     return SnapshotWatcher(
-        driver_name=DRIVER,
-        subscription=SUB,
-        api=kube,
-        azure=azure,
-        recorder=EventRecorder(kube),
-        index=SanIndex(azure, [SAN]),
+        **parts,
         snapshot_classes=snapshot_classes,
         storage_classes=storage_classes,
         volumes=volumes,

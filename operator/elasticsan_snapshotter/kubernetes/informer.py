@@ -1,0 +1,105 @@
+"""List-then-watch of one resource, each event handed straight to a callback.
+
+The high-volume kinds (PersistentVolumes, claims, VolumeSnapshots and their contents) are
+watched here instead of through Kopf: the callbacks only update a store and enqueue a key,
+and Kopf's per-event machinery (a worker task, a logger, a cause, handler matching and
+per-object memory for every object) cost more CPU and memory than all of the operator's own
+work per snapshot. Kopf still runs the process, the lower-volume kinds and peering.
+
+The contract is the one client-go's reflector keeps: a paginated list, then a watch from the
+list's resourceVersion with bookmarks; a dropped watch resumes from the last version seen; an
+expired version (410 Gone) lists again, and objects that vanished meanwhile are reported
+``DELETED``. Events of the list come with type ``None``, as Kopf delivers them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+
+from elasticsan_snapshotter.domain.errors import SnapshotterError
+from elasticsan_snapshotter.kubernetes.api import Body, KubeApi, WatchExpired
+from elasticsan_snapshotter.kubernetes.resources import Resource
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[str | None, Body], Awaitable[None] | None]
+
+RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+def _key(body: Body) -> str:
+    meta = body.get("metadata") or {}
+    return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+
+
+class Informer:
+    def __init__(self, api: KubeApi, resource: Resource, handler: Handler, *, namespace: str = "") -> None:
+        self.api = api
+        self.resource = resource
+        self.namespace = namespace
+        self._handler = handler
+        self._known: dict[str, Body] = {}
+        self.synced = asyncio.Event()
+        """Set once the first list has been handed over."""
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name=f"informer-{self.resource.plural}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _emit(self, event_type: str | None, body: Body) -> None:
+        key = _key(body)
+        if event_type == "DELETED":
+            self._known.pop(key, None)
+        else:
+            # Only what a DELETED for a vanished object needs: its name, namespace and uid.
+            meta = body.get("metadata") or {}
+            self._known[key] = {"metadata": {k: meta[k] for k in ("name", "namespace", "uid") if k in meta}}
+        try:
+            result = self._handler(event_type, body)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception("%s: handling a %s event failed", self.resource.plural, event_type or "listed")
+
+    async def _list(self) -> str:
+        items, version = await self.api.list_with_version(self.resource, self.namespace)
+        seen = {_key(item) for item in items}
+        for key in [k for k in self._known if k not in seen]:
+            await self._emit("DELETED", self._known[key])
+        for item in items:
+            await self._emit(None, item)
+        self.synced.set()
+        return version
+
+    async def run(self) -> None:
+        version: str | None = None
+        failures = 0
+        while True:
+            try:
+                if version is None:
+                    version = await self._list()
+                async for event_type, body in self.api.watch(self.resource, version, self.namespace):
+                    failures = 0
+                    version = (body.get("metadata") or {}).get("resourceVersion") or version
+                    if event_type != "BOOKMARK":
+                        await self._emit(event_type, body)
+            except WatchExpired:
+                version = None  # too old to resume: list again
+            except (SnapshotterError, OSError, TimeoutError) as exc:
+                delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
+                failures += 1
+                logger.warning("%s: watch failed (%s); again in %.1fs", self.resource.plural, exc, delay)
+                await asyncio.sleep(delay)
+
+
+__all__ = ["Informer"]
