@@ -154,7 +154,9 @@ class ElasticSanAzure:
         if key not in self._compute_clients:
             from azure.mgmt.compute.aio import ComputeManagementClient
 
-            self._compute_clients[key] = ComputeManagementClient(self._credential, subscription, **self._options)
+            self._compute_clients[key] = ComputeManagementClient(
+                self._credential, subscription, **self._options
+            )
         return self._compute_clients[key]
 
     async def __aenter__(self) -> ElasticSanAzure:
@@ -172,8 +174,10 @@ class ElasticSanAzure:
         if self._closed:
             return
         self._closed = True
-        for client in [self._san, *self._other_san.values(), *self._compute_clients.values()]:
-            await client.close()
+        for san in [self._san, *self._other_san.values()]:
+            await san.close()
+        for compute in self._compute_clients.values():
+            await compute.close()
         if self._owns_credential:
             await self._credential.close()
         await self._session.close()
