@@ -328,7 +328,7 @@ def test_the_compute_sdk_loads_only_when_an_export_needs_it() -> None:
         "from elasticsan_snapshotter.azure.config import AzureConfig\n"
         "azure = ElasticSanAzure(AzureConfig(subscription_id='s'), credential=object())\n"
         "print('azure.mgmt.compute' in sys.modules)\n"
-        "azure._compute\n"
+        "azure._compute_in('s')\n"
         "print('azure.mgmt.compute' in sys.modules)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
