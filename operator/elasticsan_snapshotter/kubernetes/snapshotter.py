@@ -261,7 +261,13 @@ class ContentReconciler(Reconciler):
             return []
         if not self._exports_listed:
             # At start-up the exports' watch may not have caught up with the contents' one.
-            for export in await self.api.list(SNAPSHOT_EXPORT):
+            try:
+                listed = await self.api.list(SNAPSHOT_EXPORT)
+            except NotFound:
+                # A collection's list is 404 only when its CRD is not installed: no export can
+                # exist, and the snapshot must not wait on one. Listed again once it is served.
+                return []
+            for export in listed:
                 self.exports.apply("ADDED", export)
             self._exports_listed = True
         readers = []

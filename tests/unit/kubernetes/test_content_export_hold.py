@@ -57,3 +57,23 @@ async def test_deleting_the_source_of_a_running_export_waits_for_the_export() ->
     assert kube.get_object(VOLUME_SNAPSHOT_CONTENT, content) is None
     assert kube.get_object(VOLUME_SNAPSHOT, "snap", NAMESPACE) is None
     assert await azure.list_snapshots(GROUP) == []
+
+
+async def test_without_the_export_crd_a_deleted_content_deletes_its_snapshot() -> None:
+    """A cluster without the export CRD answers its list with 404: no export can read the snapshot."""
+    kube, azure = FakeKube(), seeded_azure()
+    kube.fail_when = lambda r: (404, "NotFound") if r.plural == SNAPSHOT_EXPORT.plural else None
+    vs = volume_snapshot(kube, "snap")
+    content = dynamic_content(kube, vs, VOLUME)["metadata"]["name"]
+    operator = Operator(kube, azure)
+    await operator.settle()
+    assert len(await azure.list_snapshots(GROUP)) == 1
+
+    kube.delete_direct(VOLUME_SNAPSHOT, "snap", NAMESPACE)
+    delete_snapshot_as_snapshot_controller(kube, content)
+    await operator.settle()
+    assert any(r.plural == SNAPSHOT_EXPORT.plural for r in kube.requests)  # it did look for exports
+    assert azure.call_count("delete_snapshot") == 1
+    assert await azure.list_snapshots(GROUP) == []
+    assert kube.get_object(VOLUME_SNAPSHOT_CONTENT, content) is None
+    assert kube.events_about(content, "NotFound") == []
