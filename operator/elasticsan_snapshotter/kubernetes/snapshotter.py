@@ -263,10 +263,13 @@ class ContentReconciler(Reconciler):
         if not self._exports_listed:
             # At start-up the exports' watch may not have caught up with the contents' one.
             try:
-                for export in await self.api.list(SNAPSHOT_EXPORT):
-                    self.exports.apply("ADDED", export)
+                listed = await self.api.list(SNAPSHOT_EXPORT)
             except NotFound:
-                pass  # the export CRD is not installed: no export can read anything
+                # A collection's list is 404 only when its CRD is not installed: no export can
+                # exist, and the snapshot must not wait on one. Listed again once it is served.
+                return []
+            for export in listed:
+                self.exports.apply("ADDED", export)
             self._exports_listed = True
         readers = []
         for export in self.exports:

@@ -202,4 +202,10 @@ def group_snapshots(esan: ElasticSanMgmtClient, prefix: str = "group-") -> list[
 
 
 def compact(snapshot_name: str) -> str:
+    """A snapshot handle without its subscription (the configured one is meant); still read as input."""
     return f"{RESOURCE_GROUP}#{SAN}#{VOLUME_GROUP}#{snapshot_name}"
+
+
+def snapshot_handle(snapshot: Any) -> str:
+    """The handle the operator writes for an Azure snapshot: its subscription first, as it fits."""
+    return f"{snapshot.id.split('/')[2]}#{compact(snapshot.name)}"

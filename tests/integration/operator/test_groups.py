@@ -10,7 +10,16 @@ from collections.abc import Callable
 from typing import Any
 
 from azure.mgmt.elasticsan import ElasticSanMgmtClient
-from group_scenario import BEING_CREATED, GIB, GROUP_DRIVER, MEMBER_HANDLE, Groups, compact, group_snapshots
+from group_scenario import (
+    BEING_CREATED,
+    GIB,
+    GROUP_DRIVER,
+    MEMBER_HANDLE,
+    Groups,
+    compact,
+    group_snapshots,
+    snapshot_handle,
+)
 from operator_scenario import RESOURCE_GROUP, SAN, VOLUME_GROUP, Kube, unique_name, wait_for
 
 from elasticsan_snapshotter.emulator.process import EmulatorProcess
@@ -68,7 +77,7 @@ def test_three_claims_one_group_every_member_cut_restored_and_deleted(
     for claim, volume in claims:
         entry = entries[handles[claim]]
         snapshot = by_source[volume.id.lower()]
-        assert entry["snapshotHandle"] == compact(snapshot.name)
+        assert entry["snapshotHandle"] == snapshot_handle(snapshot)
         assert entry["readyToUse"] is True
         assert entry["restoreSize"] == 10 * GIB
         assert isinstance(entry["creationTime"], int)
