@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import content_scenario as contents
 from azure.mgmt.elasticsan import ElasticSanMgmtClient
-from content_scenario import checksums, mount_claim, write_files
 from group_scenario import BEING_CREATED, GIB, GROUP_DRIVER, MEMBER_HANDLE, Groups, compact, group_snapshots
 from operator_scenario import RESOURCE_GROUP, SAN, VOLUME_GROUP, Kube, unique_name, wait_for
 
@@ -40,15 +40,15 @@ def test_three_claims_one_group_every_member_cut_restored_and_deleted(
     }
     handles = {c: kube.core.read_persistent_volume(pv).spec.csi.volume_handle for c, pv in pvs.items()}
     # Each member gets files of its own (random, so no two members hold the same).
-    mounts = {c: mount_claim(node, kube, namespace, c) for c, _ in claims}
-    at_cut = {c: write_files(mount, FILES) for c, mount in mounts.items()}
+    mounts = {c: contents.mount_claim(node, kube, namespace, c) for c, _ in claims}
+    at_cut = {c: contents.write_files(mount, FILES) for c, mount in mounts.items()}
     assert len({frozenset(sums.values()) for sums in at_cut.values()}) == len(claims)
     emulator.admin.reset_counters()
 
     groups.create("db", group_class, {"app": "db"})
     vgs = groups.wait_ready("db")
     # Written after the cut: no restore may show these.
-    after_cut = {c: write_files(mount, FILES) for c, mount in mounts.items()}
+    after_cut = {c: contents.write_files(mount, FILES) for c, mount in mounts.items()}
     assert all(after_cut[c] != at_cut[c] for c in mounts)
 
     content = groups.content_of("db")
@@ -120,10 +120,10 @@ def test_three_claims_one_group_every_member_cut_restored_and_deleted(
 
     # Each restored member holds exactly what its own volume held at the cut.
     for claim, _ in claims:
-        restored_mount = mount_claim(node, kube, namespace, f"restored-{claim}")
+        restored_mount = contents.mount_claim(node, kube, namespace, f"restored-{claim}")
         assert not restored_mount.formatted  # the member snapshot's file system, not a new one
-        assert checksums(restored_mount, FILES) == at_cut[claim]
-        assert checksums(mounts[claim], FILES) == after_cut[claim]
+        assert contents.checksums(restored_mount, FILES) == at_cut[claim]
+        assert contents.checksums(mounts[claim], FILES) == after_cut[claim]
 
     # Policy Delete: deleting the group deletes every member snapshot, then the objects go.
     groups.delete("db")
