@@ -44,6 +44,7 @@ start_operator = _shared.start_operator
 source_volume = _shared.source_volume
 operator = _shared.operator
 kube = _shared.kube
+node = _shared.node
 
 VELERO_BINARIES = ("velero", "velero-plugin-for-aws")
 

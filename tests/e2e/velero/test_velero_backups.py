@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from azure.mgmt.elasticsan import ElasticSanMgmtClient
+from content_scenario import checksums, mount_claim, write_files
 from kubernetes.client.rest import ApiException
 from operator_scenario import (
     GROUP,
@@ -27,10 +28,12 @@ from operator_scenario import (
 from velero_stack import VeleroObjects
 
 from elasticsan_snapshotter import DRIVER_NAME
+from elasticsan_snapshotter.local_cluster.node import NodeStandIn
 from elasticsan_snapshotter.local_cluster.operator_process import OperatorProcess
 from waiting import wait_for
 
 CONTENTS = "volumesnapshotcontents.snapshot.storage.k8s.io"
+FILES = ["a.bin", "b.bin"]
 
 # First of all: skip (or, under CI, fail) before any process starts when Velero cannot be built.
 pytestmark = pytest.mark.usefixtures("velero_artifacts")
@@ -88,6 +91,7 @@ def backup_contents_in_cluster(kube: Kube, backup: str) -> list[dict[str, Any]]:
 def test_backup_then_restore_after_the_namespace_and_volume_are_gone(
     operator: OperatorProcess,
     velero: VeleroObjects,
+    node: NodeStandIn,
     esan: ElasticSanMgmtClient,
     kube: Kube,
     namespace: str,
@@ -96,8 +100,13 @@ def test_backup_then_restore_after_the_namespace_and_volume_are_gone(
     volume = source_volume(10)
     pv = claim_to_back_up(kube, namespace, volume)
     backup_name = unique_name("full")
+    source = mount_claim(node, kube, namespace, "data")
+    backed_up = write_files(source, FILES)
 
     _, handle = completed_backup(velero, backup_name, namespace)
+    # Written after the backup: the restore must not show these.
+    assert write_files(source, FILES) != backed_up
+    node.unpublish(source)
     [snapshot] = snapshots_of(esan, volume.name)
     assert snapshot.id == snapshot_arm_id(volume, handle)
     # Velero's finalizing step removed its VolumeSnapshots and contents; the snapshot stayed.
@@ -116,11 +125,15 @@ def test_backup_then_restore_after_the_namespace_and_volume_are_gone(
     assert new_volume.creation_data.source_id.lower() == snapshot.id.lower()
     assert new_volume.name != volume.name
     assert gone(lambda: kube.core.read_persistent_volume(pv)), "Velero restores no PV of a CSI snapshot"
+    restored = mount_claim(node, kube, namespace, "data")
+    assert not restored.formatted  # the snapshot's file system, not a new one
+    assert checksums(restored, FILES) == backed_up
 
 
 def test_restore_into_another_namespace_while_the_original_exists(
     operator: OperatorProcess,
     velero: VeleroObjects,
+    node: NodeStandIn,
     esan: ElasticSanMgmtClient,
     kube: Kube,
     namespace: str,
@@ -129,7 +142,12 @@ def test_restore_into_another_namespace_while_the_original_exists(
     volume = source_volume(10)
     pv = claim_to_back_up(kube, namespace, volume)
     backup_name = unique_name("mapped")
+    original_mount = mount_claim(node, kube, namespace, "data")
+    backed_up = write_files(original_mount, FILES)
     _, handle = completed_backup(velero, backup_name, namespace)
+    # Written after the backup: the copy must not show these, the original must keep them.
+    after_backup = write_files(original_mount, FILES)
+    assert after_backup != backed_up
 
     mapped = unique_name("t-mapped")
     try:
@@ -148,6 +166,11 @@ def test_restore_into_another_namespace_while_the_original_exists(
         assert kube.core.read_persistent_volume(pv).spec.csi.volume_attributes["iqn"] == (
             volume.storage_target.target_iqn
         )
+        # The copy holds what was backed up; the original still holds what it held.
+        copy_mount = mount_claim(node, kube, mapped, "data")
+        assert not copy_mount.formatted
+        assert checksums(copy_mount, FILES) == backed_up
+        assert checksums(original_mount, FILES) == after_backup
     finally:
         if not gone(lambda: kube.core.read_namespace(mapped)):
             kube.core.delete_namespace(mapped)

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from azure.mgmt.elasticsan import ElasticSanMgmtClient
+from content_scenario import MIB, checksums, mount_claim, write_files
 from export_scenario import Exports, install_crd
 from kubernetes import client as k8s
 from operator_emulator import seeded_emulator
@@ -36,7 +37,6 @@ from elasticsan_snapshotter.local_cluster.operator_process import OperatorProces
 from node_support import checked_node, require
 
 GIB = 2**30
-MIB = 2**20
 
 
 @pytest.fixture(scope="module")
@@ -62,21 +62,6 @@ def emulator(scratch: Path | None, tmp_path_factory: pytest.TempPathFactory) -> 
 def operator(api_client: k8s.ApiClient, start_operator: StartOperator) -> OperatorProcess:
     install_crd(api_client)  # exports are watched only when the CRD is served at start
     return start_operator()
-
-
-def _write_files(mount: Mount, names: list[str]) -> dict[str, str]:
-    """Random files, synced to the volume; returns their checksums."""
-    return {name: mount.write(name, os.urandom(MIB)) for name in names}
-
-
-def _checksums(mount: Mount, names: list[str]) -> dict[str, str]:
-    return {name: mount.sha256(name) for name in names}
-
-
-def _mount_claim(node: NodeStandIn, kube: Kube, namespace: str, claim: str) -> Mount:
-    pvc = kube.wait_claim_bound(namespace, claim)
-    pv = kube.core.read_persistent_volume(pvc.spec.volume_name)
-    return node.publish(pv.metadata.name, pv.spec.csi.volume_attributes, pod_uid=f"pod-{claim}")
 
 
 def _snapshot(kube: Kube, namespace: str, name: str, claim: str, snapshot_class: str) -> dict[str, Any]:
@@ -110,7 +95,7 @@ def _restore_handle(node: NodeStandIn, kube: Kube, namespace: str, storage_class
     kube.create_snapshot(namespace, "imported", content=content)
     kube.wait_snapshot_ready(namespace, "imported")
     kube.create_claim(namespace, "restored", storage_class, "10Gi", snapshot="imported")
-    return _mount_claim(node, kube, namespace, "restored")
+    return mount_claim(node, kube, namespace, "restored")
 
 
 FILES = ["a.bin", "b.bin", "c.bin"]
@@ -127,24 +112,24 @@ def test_each_restore_holds_what_its_snapshot_saw(
     setup = _source(kube, node, namespace, san_id, source_volume(10))
     source = setup.mount
     assert source.formatted  # a new volume: the node made its file system
-    old = _write_files(source, FILES)
+    old = write_files(source, FILES)
     _snapshot(kube, namespace, "before", "data", setup.snapshot_class)
-    new = _write_files(source, FILES)
+    new = write_files(source, FILES)
     assert new != old
     _snapshot(kube, namespace, "after", "data", setup.snapshot_class)
 
     kube.create_claim(namespace, "old", setup.storage_class, "10Gi", snapshot="before")
     kube.create_claim(namespace, "new", setup.storage_class, "20Gi", snapshot="after")
-    restored_old = _mount_claim(node, kube, namespace, "old")
-    restored_new = _mount_claim(node, kube, namespace, "new")
+    restored_old = mount_claim(node, kube, namespace, "old")
+    restored_new = mount_claim(node, kube, namespace, "new")
     assert not restored_old.formatted
     assert not restored_new.formatted  # the snapshot's file system, not a new one
-    assert _checksums(restored_old, FILES) == old
-    assert _checksums(restored_new, FILES) == new
+    assert checksums(restored_old, FILES) == old
+    assert checksums(restored_new, FILES) == new
     # The larger restore keeps the data on a larger disk (its file system is not grown).
     assert restored_old.size_bytes() == 10 * GIB
     assert restored_new.size_bytes() == 20 * GIB
-    assert _checksums(source, FILES) == new
+    assert checksums(source, FILES) == new
 
 
 def test_an_export_outlives_its_source_volume(
@@ -159,12 +144,12 @@ def test_an_export_outlives_its_source_volume(
 ) -> None:
     setup = _source(kube, node, namespace, san_id, source_volume(10))
     source, volume = setup.mount, setup.volume
-    saved = _write_files(source, FILES)
+    saved = write_files(source, FILES)
     _snapshot(kube, namespace, "snap", "data", setup.snapshot_class)
     exports = Exports(api_client)
     exports.create(namespace, "keep", volume_snapshot="snap")
     disk_id = exports.wait_phase(namespace, "keep", "Succeeded")["status"]["diskSnapshotId"]
-    _write_files(source, FILES)  # changed after the export: must not show up
+    write_files(source, FILES)  # changed after the export: must not show up
 
     # The source goes: its snapshot, its claim, its volume.
     node.unpublish(source)
@@ -176,7 +161,7 @@ def test_an_export_outlives_its_source_volume(
     ).result()
 
     restored = _restore_handle(node, kube, namespace, setup.storage_class, disk_id)
-    assert _checksums(restored, FILES) == saved
+    assert checksums(restored, FILES) == saved
 
 
 def test_a_pre_provisioned_import_restores_the_imported_handle(
@@ -190,7 +175,7 @@ def test_a_pre_provisioned_import_restores_the_imported_handle(
 ) -> None:
     setup = _source(kube, node, namespace, san_id, source_volume(10))
     source, volume = setup.mount, setup.volume
-    saved = _write_files(source, FILES)
+    saved = write_files(source, FILES)
     # A snapshot taken outside this cluster (as a backup tool would have recorded it), then more writes.
     handle = f"{RESOURCE_GROUP}#{SAN}#{VOLUME_GROUP}#{unique_name('backup')}"
     esan.volume_snapshots.begin_create(
@@ -200,10 +185,10 @@ def test_a_pre_provisioned_import_restores_the_imported_handle(
         handle.rsplit("#", 1)[1],
         {"properties": {"creationData": {"sourceId": volume.id}}},
     ).result()
-    _write_files(source, FILES)
+    write_files(source, FILES)
 
     restored = _restore_handle(node, kube, namespace, setup.storage_class, handle)
-    assert _checksums(restored, FILES) == saved
+    assert checksums(restored, FILES) == saved
 
 
 def test_a_snapshot_under_an_appending_writer_is_crash_consistent(
@@ -248,7 +233,7 @@ def test_a_snapshot_under_an_appending_writer_is_crash_consistent(
     assert not writer.is_alive()
 
     kube.create_claim(namespace, "restored", setup.storage_class, "10Gi", snapshot="busy")
-    restored = _mount_claim(node, kube, namespace, "restored")  # replays the journal
+    restored = mount_claim(node, kube, namespace, "restored")  # replays the journal
     data = (restored.path / "log").read_bytes()
     assert len(data) >= durable
     assert data == bytes(written[: len(data)]), "the restored log is not a prefix of what was written"

@@ -1,7 +1,7 @@
 """VolumeGroupSnapshots of Elastic SAN volumes, end to end: one request, every member cut, restorable per member.
 
-Content checks (what a restored member holds) come with volumes that carry bytes; here the
-Azure side (one snapshot per member, its source, its name) and the Kubernetes objects are checked.
+Checked: the Azure side (one snapshot per member, its source, its name), the Kubernetes objects,
+and what each restored member holds (files on real ext4 file systems, mounted by the node stand-in).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import content_scenario as contents
 from azure.mgmt.elasticsan import ElasticSanMgmtClient
 from group_scenario import (
     BEING_CREATED,
@@ -23,15 +24,18 @@ from group_scenario import (
 from operator_scenario import RESOURCE_GROUP, SAN, VOLUME_GROUP, Kube, unique_name, wait_for
 
 from elasticsan_snapshotter.emulator.process import EmulatorProcess
+from elasticsan_snapshotter.local_cluster.node import NodeStandIn
 from elasticsan_snapshotter.local_cluster.operator_process import OperatorProcess
 
 CONSISTENCY = "elasticsan.snapshotter.dev/consistency"
 CUT_WINDOW = "elasticsan.snapshotter.dev/cut-window-seconds"
+FILES = ["a.bin", "b.bin"]
 
 
 def test_three_claims_one_group_every_member_cut_restored_and_deleted(
     operator: OperatorProcess,
     emulator: EmulatorProcess,
+    node: NodeStandIn,
     esan: ElasticSanMgmtClient,
     kube: Kube,
     namespace: str,
@@ -44,10 +48,17 @@ def test_three_claims_one_group_every_member_cut_restored_and_deleted(
         c: kube.core.read_namespaced_persistent_volume_claim(c, namespace).spec.volume_name for c, _ in claims
     }
     handles = {c: kube.core.read_persistent_volume(pv).spec.csi.volume_handle for c, pv in pvs.items()}
+    # Each member gets files of its own (random, so no two members hold the same).
+    mounts = {c: contents.mount_claim(node, kube, namespace, c) for c, _ in claims}
+    at_cut = {c: contents.write_files(mount, FILES) for c, mount in mounts.items()}
+    assert len({frozenset(sums.values()) for sums in at_cut.values()}) == len(claims)
     emulator.admin.reset_counters()
 
     groups.create("db", group_class, {"app": "db"})
     vgs = groups.wait_ready("db")
+    # Written after the cut: no restore may show these.
+    after_cut = {c: contents.write_files(mount, FILES) for c, mount in mounts.items()}
+    assert all(after_cut[c] != at_cut[c] for c in mounts)
 
     content = groups.content_of("db")
     assert content["metadata"]["name"] == f"groupsnapcontent-{vgs['metadata']['uid']}"
@@ -115,6 +126,13 @@ def test_three_claims_one_group_every_member_cut_restored_and_deleted(
         assert new_volume.creation_data.create_source == "VolumeSnapshot"
         expected = by_source[volumes[source_claim].id.lower()]
         assert new_volume.creation_data.source_id.lower() == expected.id.lower()
+
+    # Each restored member holds exactly what its own volume held at the cut.
+    for claim, _ in claims:
+        restored_mount = contents.mount_claim(node, kube, namespace, f"restored-{claim}")
+        assert not restored_mount.formatted  # the member snapshot's file system, not a new one
+        assert contents.checksums(restored_mount, FILES) == at_cut[claim]
+        assert contents.checksums(mounts[claim], FILES) == after_cut[claim]
 
     # Policy Delete: deleting the group deletes every member snapshot, then the objects go.
     groups.delete("db")
