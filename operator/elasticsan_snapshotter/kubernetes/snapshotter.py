@@ -122,11 +122,15 @@ class ContentReconciler(Reconciler):
         await self._check_class(body)
         volume = await self._source_volume(body["spec"]["source"]["volumeHandle"])
         snapshot = volume.volume_group.snapshot(names.snapshot_name(uid))
+        # Without the annotation and a handle, no earlier attempt can have sent the create (the
+        # annotation goes on before every Azure call), so the lookup by name is skipped.
+        annotations = (body.get("metadata") or {}).get("annotations") or {}
+        fresh = ANN_BEING_CREATED not in annotations and not (body.get("status") or {}).get("snapshotHandle")
         # Set once per create attempt and kept while Azure is still creating: re-polls of an
         # unready snapshot write nothing, and never reopen the window between set and removal.
         await self._set_being_created(body, True)
         started = time.monotonic()
-        info = await self.azure.create_snapshot(snapshot, volume)
+        info = await self.azure.create_snapshot(snapshot, volume, fresh=fresh)
         ready = decisions.snapshot_ready(info)
         state = SnapshotState(
             handle=snapshot.handle(self.subscription),
