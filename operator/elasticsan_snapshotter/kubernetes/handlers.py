@@ -42,6 +42,7 @@ from elasticsan_snapshotter.kubernetes.resources import (
     SNAPSHOT_GROUP,
     SNAPSHOT_SCHEDULE,
     STORAGE_CLASS,
+    VOLUME_GROUP_SNAPSHOT,
     VOLUME_GROUP_SNAPSHOT_CLASS,
     VOLUME_GROUP_SNAPSHOT_CONTENT,
     VOLUME_SNAPSHOT,
@@ -313,6 +314,12 @@ def register(registry: kopf.OperatorRegistry, runtime_box: list[Runtime]) -> Non
         assert rt.group_reconciler is not None
         if rt.group_reconciler.is_ours(_object(event)):
             _enqueue(rt, "groups", rt.group_contents, event)
+
+    @kopf.on.event(*groups, VOLUME_GROUP_SNAPSHOT.plural, registry=registry)
+    async def group_snapshot_event(event: kopf.RawEvent, **_: Any) -> None:
+        rt = runtime()
+        assert rt.schedule_reconciler is not None
+        rt.wake_schedules([rt.schedule_reconciler.group_event(event.get("type"), _object(event))])
 
     @kopf.on.event(*groups, VOLUME_GROUP_SNAPSHOT_CLASS.plural, registry=registry)
     async def group_class_event(event: kopf.RawEvent, **_: Any) -> None:

@@ -59,6 +59,7 @@ def pressure(
     targets: list[str],
     schedules: Store,
     snapshots: Store,
+    groups: Store,
     claims: Store,
     azure_counts: Mapping[str, int],
     *,
@@ -78,7 +79,7 @@ def pressure(
             other_spec = sspec.parse(other, minimum=minimum)
         except InvalidRequest:
             continue
-        if other_spec.suspend or other_spec.mode != sspec.PER_VOLUME:
+        if other_spec.suspend:
             continue
         chosen = set(sspec.targets(other_spec, namespace, list(claims)))
         others.append((chosen, demand_of(other, other_spec, volume_limits, now)))
@@ -87,6 +88,17 @@ def pressure(
         if vs["metadata"].get("namespace") == namespace:
             claim = str(((vs.get("spec") or {}).get("source") or {}).get("persistentVolumeClaimName"))
             scheduled[claim] = scheduled.get(claim, 0) + 1
+    for group in groups:
+        # A group holds one snapshot of each claim its selector matches (mode Group).
+        if group["metadata"].get("namespace") != namespace:
+            continue
+        selector = ((group.get("spec") or {}).get("source") or {}).get("selector") or {}
+        for claim_body in claims:
+            claim_meta = claim_body["metadata"]
+            if claim_meta.get("namespace") == namespace and sspec.selects(
+                selector, claim_meta.get("labels") or {}
+            ):
+                scheduled[str(claim_meta["name"])] = scheduled.get(str(claim_meta["name"]), 0) + 1
     messages = []
     for claim in targets:
         sharing = [demand, *(d for chosen, d in others if claim in chosen)]

@@ -14,6 +14,7 @@ from elasticsan_snapshotter.kubernetes.api import Body
 from elasticsan_snapshotter.kubernetes.events import WARNING
 from elasticsan_snapshotter.kubernetes.resources import VOLUME_SNAPSHOT
 from elasticsan_snapshotter.kubernetes.schedule_objects import copies_by_claim, holders, owner_key
+from elasticsan_snapshotter.kubernetes.stores import Store
 
 if TYPE_CHECKING:
     from elasticsan_snapshotter.kubernetes.scheduler import ScheduleReconciler
@@ -22,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 
 class ScheduledRetention:
+    resource = VOLUME_SNAPSHOT
+
     def __init__(
         self, reconciler: ScheduleReconciler, body: Body, spec: sspec.ScheduleSpec, out: sstatus.Outcome
     ) -> None:
@@ -47,6 +50,10 @@ class ScheduledRetention:
                     kept.append((copy, vs))
             self._summarise(claim, kept)
 
+    @property
+    def store(self) -> Store:
+        return self.rec.snapshots
+
     def _summarise(self, claim: str, copies: list[tuple[retention.Copy, Body]]) -> None:
         summary = self.out.target(claim)
         summary.azure_snapshots = self.rec.azure_count(self.body["metadata"]["namespace"], claim)
@@ -68,13 +75,11 @@ class ScheduledRetention:
 
     async def _delete(self, vs: Body, why: str, now: datetime) -> None:
         meta = vs["metadata"]
-        await self.rec.api.delete(VOLUME_SNAPSHOT, meta["name"], meta["namespace"], uid=meta.get("uid"))
+        await self.rec.api.delete(self.resource, meta["name"], meta["namespace"], uid=meta.get("uid"))
         # Going: never counted or deleted again, whatever the watch says first.
-        self.rec.snapshots.apply(
-            "MODIFIED", {**vs, "metadata": {**meta, "deletionTimestamp": sstatus.stamp(now)}}
-        )
-        metrics.RETENTION_DELETIONS.labels("VolumeSnapshot").inc()
-        logger.info("schedule %s: deleted VolumeSnapshot %s (%s)", owner_key(vs), meta["name"], why)
+        self.store.apply("MODIFIED", {**vs, "metadata": {**meta, "deletionTimestamp": sstatus.stamp(now)}})
+        metrics.RETENTION_DELETIONS.labels(self.resource.kind).inc()
+        logger.info("schedule %s: deleted %s %s (%s)", owner_key(vs), self.resource.kind, meta["name"], why)
 
     async def _observe(self, copies: list[tuple[retention.Copy, Body]]) -> None:
         """Metrics and an Event once per snapshot outcome."""
@@ -89,7 +94,7 @@ class ScheduledRetention:
             else:
                 error = ((vs.get("status") or {}).get("error") or {}).get("message") or "no message"
                 await self.rec.recorder.record(
-                    self.body, WARNING, "RunFailed", f"VolumeSnapshot {copy.name} failed: {error}"
+                    self.body, WARNING, "RunFailed", f"{self.resource.kind} {copy.name} failed: {error}"
                 )
 
 

@@ -55,6 +55,7 @@ class ScheduleSpec:
     claim_names: tuple[str, ...]
     mode: str
     snapshot_class: str | None
+    group_snapshot_class: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
     policy: Policy = field(default_factory=Policy)
@@ -94,6 +95,7 @@ def parse(body: Mapping[str, Any], *, minimum: timedelta = MINIMUM_INTERVAL) -> 
         claim_names=names,
         mode=mode,
         snapshot_class=spec.get("snapshotClassName") or None,
+        group_snapshot_class=spec.get("groupSnapshotClassName") or None,
         labels={str(k): str(v) for k, v in (template.get("labels") or {}).items()},
         annotations={str(k): str(v) for k, v in (template.get("annotations") or {}).items()},
         policy=policy,

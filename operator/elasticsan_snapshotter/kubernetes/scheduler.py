@@ -3,14 +3,17 @@
 Each reconcile of a schedule:
 
 * refuses, in status and without creating anything, a spec that cannot run
-  (bad cron, unknown zone, an interval under the minimum, mode Group, or
-  limits it can never fit);
+  (bad cron, unknown zone, an interval under the minimum, mode Group
+  with claim names, or limits it can never fit);
 * for the newest tick not yet handled, creates per claim, at the tick plus the
   claim's stable jitter, a VolumeSnapshot whose name is fixed by (schedule,
   claim, tick): a restart or a retry finds it instead of making a second one;
   a claim whose run would start later than ``startingDeadlineSeconds`` is
   skipped and recorded, and older ticks missed while the operator was down
   are recorded, never run;
+* in mode Group (``schedule_groups``), creates instead one VolumeGroupSnapshot per
+  tick over the selector, named by (schedule, tick), and applies retention to the
+  schedule's groups;
 * applies retention per claim to the snapshots labelled with this schedule's
   UID (and nothing else), keeping what is in use;
 * runs scheduled exports (``schedule_exports``) and writes the status.
@@ -46,8 +49,13 @@ from elasticsan_snapshotter.kubernetes import schedule_status as sstatus
 from elasticsan_snapshotter.kubernetes.api import Body
 from elasticsan_snapshotter.kubernetes.events import NORMAL, WARNING
 from elasticsan_snapshotter.kubernetes.reconciler import Reconciler
-from elasticsan_snapshotter.kubernetes.resources import SNAPSHOT_SCHEDULE, VOLUME_SNAPSHOT
+from elasticsan_snapshotter.kubernetes.resources import (
+    SNAPSHOT_SCHEDULE,
+    VOLUME_GROUP_SNAPSHOT,
+    VOLUME_SNAPSHOT,
+)
 from elasticsan_snapshotter.kubernetes.schedule_exports import ScheduledExports
+from elasticsan_snapshotter.kubernetes.schedule_groups import GroupRetention, check, group_tick
 from elasticsan_snapshotter.kubernetes.schedule_limits import demand_of, pressure, spec_key
 from elasticsan_snapshotter.kubernetes.schedule_objects import (
     is_ours,
@@ -87,6 +95,7 @@ class ScheduleReconciler(Reconciler):
     clock: Callable[[], datetime] = utc_now
     claims: Store = field(init=False, default_factory=lambda: Store(slim_claim))
     snapshots: Store = field(init=False, default_factory=lambda: Store(slim_snapshot))
+    groups: Store = field(init=False, default_factory=lambda: Store(slim_snapshot))
     _counted: set[str] = field(init=False, default_factory=set)
     _azure_counts: dict[str, int] = field(init=False, default_factory=dict)
     _skips_counted: dict[tuple[str, str, str], None] = field(init=False, default_factory=dict)
@@ -103,6 +112,15 @@ class ScheduleReconciler(Reconciler):
         if not is_ours(body):
             return None
         self.snapshots.apply(event_type, body)
+        if event_type == "DELETED":
+            self._counted.discard(str(body["metadata"].get("uid")))
+        return owner_key(body)
+
+    def group_event(self, event_type: str | None, body: Body) -> str | None:
+        """Keep our own VolumeGroupSnapshots; the key of the schedule to look at again."""
+        if not is_ours(body):
+            return None
+        self.groups.apply(event_type, body)
         if event_type == "DELETED":
             self._counted.discard(str(body["metadata"].get("uid")))
         return owner_key(body)
@@ -128,17 +146,11 @@ class ScheduleReconciler(Reconciler):
         now = self.clock()
         try:
             spec = sspec.parse(body, minimum=self.minimum_interval)
+            check(spec)
         except InvalidRequest as exc:
             return await self._refuse(body, "InvalidSpec", str(exc))
         try:
             body = await self._sync_finalizer(body, spec)
-            if spec.mode == sspec.GROUP:
-                return await self._refuse(
-                    body,
-                    "GroupModeUnavailable",
-                    "mode Group (one VolumeGroupSnapshot per run) is not available in this version of the "
-                    "operator; nothing is created. Use mode PerVolume.",
-                )
             demand = demand_of(body, spec, self.volume_limits, now)
             why = limits.never_fits(demand, self.volume_limits)
             if why:
@@ -181,13 +193,17 @@ class ScheduleReconciler(Reconciler):
             # Mid-window, between claims' due times: retention and status can wait a few seconds.
             return Requeue(min(max(min((w - now).total_seconds() for w in wake), COALESCE), MAX_WAIT))
         self._full_pass[str(meta["uid"])] = now
-        await ScheduledRetention(self, body, spec, out).run()
+        if spec.mode == sspec.GROUP:
+            await GroupRetention(self, body, spec, out, targets).run()
+        else:
+            await ScheduledRetention(self, body, spec, out).run()
         out.pressure = pressure(
             body,
             demand,
             targets,
             self.schedules,
             self.snapshots,
+            self.groups,
             self.claims,
             self._azure_counts,
             minimum=self.minimum_interval,
@@ -220,7 +236,7 @@ class ScheduleReconciler(Reconciler):
         namespace, uid = meta["namespace"], meta["uid"]
         missed = len(spec.schedule.ticks_between(last, tick, spec.zone, limit=MISSED_LIMIT)) - 1
         if missed > 0:
-            self._skip(
+            self.skip(
                 out,
                 tick,
                 "MissedTicks",
@@ -228,6 +244,8 @@ class ScheduleReconciler(Reconciler):
             )
         pending, late, unbound = False, [], []
         plan = self._plan(body, tick, window)
+        if spec.mode == sspec.GROUP:
+            return await group_tick(self, body, spec, targets, tick, now, plan, window, out, wake)
         for claim in targets:
             name, due = plan.get(claim) or plan.setdefault(
                 claim, (run_name(meta["name"], claim, tick, uid), tick + jitter(uid, claim, window))
@@ -251,11 +269,11 @@ class ScheduleReconciler(Reconciler):
             claims = ", ".join(c for c, _ in late[:5]) + (
                 f" and {len(late) - 5} more" if len(late) > 5 else ""
             )
-            self._skip(
+            self.skip(
                 out, tick, "MissedStartingDeadline", f"run of {sstatus.stamp(tick)} for {claims} {late[0][1]}"
             )
         if unbound:
-            self._skip(
+            self.skip(
                 out,
                 tick,
                 "ClaimNotBound",
@@ -281,7 +299,7 @@ class ScheduleReconciler(Reconciler):
             self._windows[key] = jitter_window(shortest_gap(spec.schedule, spec.zone, tick), spec.jitter)
         return self._windows[key]
 
-    def _skip(self, out: sstatus.Outcome, tick: datetime, reason: str, message: str) -> None:
+    def skip(self, out: sstatus.Outcome, tick: datetime, reason: str, message: str) -> None:
         seen = (out.schedule_uid, sstatus.stamp(tick), reason)
         if seen not in self._skips_counted:
             self._skips_counted[seen] = None
@@ -294,7 +312,7 @@ class ScheduleReconciler(Reconciler):
         self, body: Body, spec: sspec.ScheduleSpec, claim: str, claim_body: Body, tick: datetime, name: str
     ) -> None:
         namespace = body["metadata"]["namespace"]
-        await self._count_azure(namespace, claim, claim_body)
+        await self.count_azure(namespace, claim, claim_body)
         manifest = snapshot_body(body, spec, claim, tick, name)
         try:
             created = await self.api.create(VOLUME_SNAPSHOT, manifest, namespace)
@@ -320,7 +338,7 @@ class ScheduleReconciler(Reconciler):
         self._counted.add(uid)
         return True
 
-    async def _count_azure(self, namespace: str, claim: str, claim_body: Body) -> None:
+    async def count_azure(self, namespace: str, claim: str, claim_body: Body) -> None:
         """Elastic SAN snapshots of the claim's volume, looked up once per run (best effort)."""
         pv = self.volumes.get(str((claim_body.get("spec") or {}).get("volumeName") or ""))
         if pv is None:
@@ -392,6 +410,16 @@ class ScheduleReconciler(Reconciler):
                     VOLUME_SNAPSHOT, vs["metadata"]["name"], meta["namespace"], uid=vs["metadata"]["uid"]
                 )
                 metrics.RETENTION_DELETIONS.labels("VolumeSnapshot").inc()
+            for group in await self.api.list(
+                VOLUME_GROUP_SNAPSHOT, meta["namespace"], label_selector=selector
+            ):
+                await self.api.delete(
+                    VOLUME_GROUP_SNAPSHOT,
+                    group["metadata"]["name"],
+                    meta["namespace"],
+                    uid=group["metadata"]["uid"],
+                )
+                metrics.RETENTION_DELETIONS.labels("VolumeGroupSnapshot").inc()
             await self.api.remove_finalizer(SNAPSHOT_SCHEDULE, body, sspec.FIN_SCHEDULE)
         except SnapshotterError as exc:
             await self.recorder.error(body, exc)

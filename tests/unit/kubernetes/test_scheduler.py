@@ -190,7 +190,7 @@ async def test_in_use_snapshots_are_kept_and_reported() -> None:
         ({"schedule": "61 * * * *"}, "InvalidSpec"),
         ({"schedule": "@every 1s"}, "InvalidSpec"),
         ({"timeZone": "Mars/Olympus"}, "InvalidSpec"),
-        ({"mode": "Group"}, "GroupModeUnavailable"),
+        ({"mode": "Group"}, "InvalidSpec"),
         ({"retention": {"keepLast": 199}}, "LimitExceeded"),
     ],
 )

@@ -1,0 +1,134 @@
+"""Mode Group of the schedule reconciler: one VolumeGroupSnapshot per tick, retention on groups."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from test_scheduler import START, UID, Harness, schedule
+
+from elasticsan_snapshotter.kubernetes.stores import Store
+
+pytestmark = pytest.mark.unit
+
+SELECTOR = {"matchLabels": {"app": "db"}}
+
+
+def group_schedule(**spec: Any) -> dict[str, Any]:
+    return schedule(
+        mode="Group",
+        source={"selector": SELECTOR},
+        groupSnapshotClassName="group-class",
+        **spec,
+    )
+
+
+def harness(**spec: Any) -> Harness:
+    h = Harness(group_schedule(**spec))
+    for name in ("db-0", "db-1"):
+        h.rec.claim_event(
+            "ADDED",
+            {
+                "metadata": {"name": name, "namespace": "ns", "uid": f"u-{name}", "labels": {"app": "db"}},
+                "spec": {},
+                "status": {"phase": "Bound"},
+            },
+        )
+    return h
+
+
+def groups(h: Harness) -> list[dict[str, Any]]:
+    return [o for (plural, _, _), o in h.api.objects.items() if plural == "volumegroupsnapshots"]
+
+
+def mark_groups(h: Harness, ready: bool = True, only: str | None = None) -> None:
+    """The snapshot-controller's part: groups of ours (or just ``only``) become ready (or fail)."""
+    for group in groups(h):
+        if only not in (None, group["metadata"]["name"]):
+            continue
+        if not (group.get("status") or {}).get("readyToUse"):
+            group["status"] = {"readyToUse": True} if ready else {"error": {"message": "cut failed"}}
+        h.rec.group_event("MODIFIED", group)
+
+
+async def test_a_tick_creates_one_group_over_the_selector_even_after_a_restart() -> None:
+    h = harness()
+    await h.reconcile()
+    [group] = groups(h)
+    assert h.api.snapshots() == []
+    assert group["spec"] == {
+        "source": {"selector": SELECTOR},
+        "volumeGroupSnapshotClassName": "group-class",
+    }
+    assert group["metadata"]["labels"]["elasticsan.snapshotter.dev/schedule-uid"] == UID
+    assert group["metadata"]["annotations"]["elasticsan.snapshotter.dev/scheduled-time"] == (
+        "2026-06-01T12:00:00Z"
+    )
+    # A restarted operator: no groups remembered, no status, the same tick: the same name again.
+    h.rec.groups = Store(h.rec.groups._slim)
+    h.api.objects[("elasticsansnapshotschedules", "ns", "every-minute")]["status"] = {}
+    await h.reconcile()
+    assert [g["metadata"]["name"] for g in groups(h)] == [group["metadata"]["name"]]
+
+
+async def test_retention_trims_groups_to_keep_last_and_counts_only_ready() -> None:
+    h = harness()
+    names = []
+    for minute in range(4):
+        h.clock.now = START + timedelta(minutes=minute, seconds=1)
+        await h.reconcile()
+        names.append(max(g["metadata"]["name"] for g in groups(h)))
+        if minute != 2:
+            mark_groups(h, only=names[-1])
+    # Tick 2 is still being made; ready ticks 0, 1, 3: keepLast 2 deletes tick 0's group only.
+    h.clock.now = START + timedelta(minutes=3, seconds=2)
+    await h.reconcile()
+    left = sorted(g["metadata"]["name"] for g in groups(h))
+    assert left == sorted(names[1:])
+    assert h.api.deleted == [("volumegroupsnapshots", names[0])]
+    targets = {t["claim"]: t for t in h.status()["targets"]}
+    assert set(targets) == {"db-0", "db-1"}
+    assert targets["db-0"]["readyCount"] == 2
+
+
+async def test_failed_groups_never_evict_the_newest_ready_one() -> None:
+    h = harness(retention={"keepLast": 1, "keepFailed": 1})
+    await h.reconcile()
+    mark_groups(h)
+    good = groups(h)[0]["metadata"]["name"]
+    for minute in (1, 2):
+        h.clock.now = START + timedelta(minutes=minute, seconds=1)
+        await h.reconcile()
+        mark_groups(h, ready=False)
+    await h.reconcile()
+    left = {g["metadata"]["name"] for g in groups(h)}
+    assert good in left
+    assert len(left) == 2  # the ready one and the newest failed one
+    assert h.condition("Degraded")["status"] == "True"
+
+
+async def test_claim_names_with_mode_group_are_refused_and_nothing_is_made() -> None:
+    h = Harness(schedule(mode="Group"))
+    assert await h.reconcile() is None
+    assert groups(h) == []
+    assert h.api.snapshots() == []
+    ready = h.condition("Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+    assert "selector" in ready["message"]
+
+
+async def test_a_run_with_an_unbound_member_is_skipped_and_recorded() -> None:
+    h = harness()
+    h.rec.claim_event(
+        "ADDED",
+        {
+            "metadata": {"name": "db-2", "namespace": "ns", "uid": "u2", "labels": {"app": "db"}},
+            "spec": {},
+            "status": {"phase": "Pending"},
+        },
+    )
+    await h.reconcile()
+    assert groups(h) == []
+    assert h.status()["lastSkipped"]["reason"] == "ClaimNotBound"
+    assert "db-2" in h.status()["lastSkipped"]["message"]
