@@ -45,7 +45,7 @@ NEEDED: dict[tuple[str, str], set[str]] = {
     ("volumegroupsnapshotcontents.groupsnapshot.storage.k8s.io", ""): {"get", "list", "watch", "patch"},
     ("volumegroupsnapshotcontents.groupsnapshot.storage.k8s.io/status", ""): {"patch"},
     ("volumegroupsnapshotclasses.groupsnapshot.storage.k8s.io", ""): {"get", "list", "watch"},
-    ("volumegroupsnapshots.groupsnapshot.storage.k8s.io", ""): {"get"},
+    ("volumegroupsnapshots.groupsnapshot.storage.k8s.io", ""): {"get", "list", "watch", "create", "delete"},
     ("storageclasses.storage.k8s.io", ""): {"get", "list", "watch"},
     ("persistentvolumes", ""): {"get", "list", "watch", "create", "patch", "delete"},
     ("persistentvolumeclaims", ""): {"get", "list", "watch", "patch"},
