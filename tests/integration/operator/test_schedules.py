@@ -359,6 +359,7 @@ def test_deletion_policy_decides_what_outlives_the_schedule(
         {"source": {}},
         {"export": {"everyNthRun": 2, "schedule": "@daily", "retention": {"keepLast": 1}}},
         {"startingDeadlineSeconds": 0},
+        {"mode": "Group"},  # with claimNames: a VolumeGroupSnapshot selects by label only
     ],
 )
 def test_bad_input_is_refused_by_the_api_server(
@@ -375,7 +376,6 @@ STATUS_REFUSALS = [
     ({"timeZone": "Mars/Olympus"}, "InvalidSpec", "not a known IANA time zone"),
     ({"schedule": "@every 1s"}, "InvalidSpec", "minimum interval of 5s"),
     ({"retention": {"keepLast": 190}}, "LimitExceeded", "budget is 180"),
-    ({"mode": "Group"}, "GroupModeUnavailable", "not available"),
 ]
 
 
