@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from elasticsan_snapshotter.domain import retention
 from elasticsan_snapshotter.domain.errors import AlreadyExists, InvalidRequest
-from elasticsan_snapshotter.domain.schedule import SKIP, WAIT, jitter, judge, run_name
+from elasticsan_snapshotter.domain.schedule import SKIP, WAIT, judge
 from elasticsan_snapshotter.kubernetes import schedule_spec as sspec
 from elasticsan_snapshotter.kubernetes import schedule_status as sstatus
 from elasticsan_snapshotter.kubernetes.api import Body
 from elasticsan_snapshotter.kubernetes.resources import VOLUME_GROUP_SNAPSHOT
-from elasticsan_snapshotter.kubernetes.schedule_objects import state_of
+from elasticsan_snapshotter.kubernetes.schedule_objects import made_metadata, planned, state_of
 from elasticsan_snapshotter.kubernetes.schedule_retention import ScheduledRetention
 from elasticsan_snapshotter.kubernetes.stores import Store
 
@@ -42,7 +42,6 @@ def check(spec: sspec.ScheduleSpec) -> None:
 
 
 def group_body(schedule: Body, spec: sspec.ScheduleSpec, tick: datetime, name: str) -> Body:
-    meta = schedule["metadata"]
     assert spec.selector is not None
     group_spec: dict[str, Any] = {"source": {"selector": dict(spec.selector)}}
     if spec.group_snapshot_class:
@@ -50,16 +49,7 @@ def group_body(schedule: Body, spec: sspec.ScheduleSpec, tick: datetime, name: s
     return {
         "apiVersion": VOLUME_GROUP_SNAPSHOT.api_version,
         "kind": VOLUME_GROUP_SNAPSHOT.kind,
-        "metadata": {
-            "name": name,
-            "namespace": meta["namespace"],
-            "labels": {**spec.labels, sspec.LABEL_SCHEDULE_UID: meta["uid"]},
-            "annotations": {
-                **spec.annotations,
-                sspec.ANN_SCHEDULE: meta["name"],
-                sspec.ANN_SCHEDULED_TIME: sstatus.stamp(tick),
-            },
-        },
+        "metadata": made_metadata(schedule, spec, tick, name, {}),
         "spec": group_spec,
     }
 
@@ -78,11 +68,8 @@ async def group_tick(
 ) -> bool:
     """Mode Group: one VolumeGroupSnapshot for the tick, over every selected claim at once."""
     meta = body["metadata"]
-    namespace, uid = meta["namespace"], meta["uid"]
-    name, due = plan.get(GROUP_TARGET) or plan.setdefault(
-        GROUP_TARGET,
-        (run_name(meta["name"], GROUP_TARGET, tick, uid), tick + jitter(uid, GROUP_TARGET, window)),
-    )
+    namespace = meta["namespace"]
+    name, due = planned(plan, body, GROUP_TARGET, tick, window)
     if rec.groups.get(f"{namespace}/{name}") is not None:
         return False
     verdict = judge(due, now, spec.deadline)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from elasticsan_snapshotter.domain import retention
+from elasticsan_snapshotter.domain.schedule import jitter, run_name
 from elasticsan_snapshotter.kubernetes import schedule_spec as sspec
 from elasticsan_snapshotter.kubernetes.api import Body
 from elasticsan_snapshotter.kubernetes.resources import SNAPSHOT_GROUP, VOLUME_SNAPSHOT
@@ -55,26 +56,44 @@ def owner_key(body: Body) -> str | None:
 
 
 def snapshot_body(schedule: Body, spec: sspec.ScheduleSpec, claim: str, tick: datetime, name: str) -> Body:
-    meta = schedule["metadata"]
     snapshot_spec: dict[str, Any] = {"source": {"persistentVolumeClaimName": claim}}
     if spec.snapshot_class:
         snapshot_spec["volumeSnapshotClassName"] = spec.snapshot_class
     return {
         "apiVersion": VOLUME_SNAPSHOT.api_version,
         "kind": VOLUME_SNAPSHOT.kind,
-        "metadata": {
-            "name": name,
-            "namespace": meta["namespace"],
-            "labels": {**spec.labels, sspec.LABEL_SCHEDULE_UID: meta["uid"]},
-            "annotations": {
-                **spec.annotations,
-                sspec.ANN_SCHEDULE: meta["name"],
-                sspec.ANN_SCHEDULED_TIME: stamp(tick),
-                sspec.ANN_CLAIM: claim,
-            },
-        },
+        "metadata": made_metadata(schedule, spec, tick, name, {sspec.ANN_CLAIM: claim}),
         "spec": snapshot_spec,
     }
+
+
+def made_metadata(
+    schedule: Body, spec: sspec.ScheduleSpec, tick: datetime, name: str, extra: dict[str, str]
+) -> dict[str, Any]:
+    """Name, the schedule's UID label and its annotations: what marks an object a run made."""
+    meta = schedule["metadata"]
+    return {
+        "name": name,
+        "namespace": meta["namespace"],
+        "labels": {**spec.labels, sspec.LABEL_SCHEDULE_UID: meta["uid"]},
+        "annotations": {
+            **spec.annotations,
+            sspec.ANN_SCHEDULE: meta["name"],
+            sspec.ANN_SCHEDULED_TIME: stamp(tick),
+            **extra,
+        },
+    }
+
+
+def planned(
+    plan: dict[str, tuple[str, datetime]], schedule: Body, target: str, tick: datetime, window: timedelta
+) -> tuple[str, datetime]:
+    """A target's run name and due time for the tick, computed once and kept in ``plan``."""
+    if target not in plan:
+        meta = schedule["metadata"]
+        uid = str(meta["uid"])
+        plan[target] = (run_name(meta["name"], target, tick, uid), tick + jitter(uid, target, window))
+    return plan[target]
 
 
 def holders(namespace: str, claims: Iterable[Body], exports: Iterable[Body]) -> retention.Holders:
@@ -144,7 +163,9 @@ __all__ = [
     "group_of",
     "holders",
     "is_ours",
+    "made_metadata",
     "owner_key",
+    "planned",
     "slim_claim",
     "slim_snapshot",
     "snapshot_body",

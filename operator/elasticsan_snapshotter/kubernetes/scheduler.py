@@ -38,10 +38,8 @@ from elasticsan_snapshotter.domain.schedule import (
     RUN,
     SKIP,
     WAIT,
-    jitter,
     jitter_window,
     judge,
-    run_name,
     shortest_gap,
 )
 from elasticsan_snapshotter.kubernetes import schedule_spec as sspec
@@ -60,6 +58,7 @@ from elasticsan_snapshotter.kubernetes.schedule_limits import demand_of, pressur
 from elasticsan_snapshotter.kubernetes.schedule_objects import (
     is_ours,
     owner_key,
+    planned,
     slim_claim,
     slim_snapshot,
     snapshot_body,
@@ -233,7 +232,7 @@ class ScheduleReconciler(Reconciler):
     ) -> bool:
         """Act on the newest tick for every target; True while some target's run is still ahead."""
         meta = body["metadata"]
-        namespace, uid = meta["namespace"], meta["uid"]
+        namespace = meta["namespace"]
         missed = len(spec.schedule.ticks_between(last, tick, spec.zone, limit=MISSED_LIMIT)) - 1
         if missed > 0:
             self.skip(
@@ -247,9 +246,7 @@ class ScheduleReconciler(Reconciler):
         if spec.mode == sspec.GROUP:
             return await group_tick(self, body, spec, targets, tick, now, plan, window, out, wake)
         for claim in targets:
-            name, due = plan.get(claim) or plan.setdefault(
-                claim, (run_name(meta["name"], claim, tick, uid), tick + jitter(uid, claim, window))
-            )
+            name, due = planned(plan, body, claim, tick, window)
             if self.snapshots.get(f"{namespace}/{name}") is not None:
                 continue
             verdict = judge(due, now, spec.deadline)
