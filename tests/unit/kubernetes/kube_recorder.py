@@ -38,12 +38,13 @@ def reconciler_parts(api: RecordingApi, volume: VolumeId, driver: str) -> dict[s
     }
 
 
-def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
+def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> None:
+    """Apply a JSON merge patch to ``target`` in place (``None`` removes a key)."""
     for key, value in patch.items():
         if value is None:
             target.pop(key, None)
         elif isinstance(value, dict) and isinstance(target.get(key), dict):
-            _merge(target[key], value)
+            merge_patch(target[key], value)
         else:
             target[key] = copy.deepcopy(value)
 
@@ -94,7 +95,7 @@ class RecordingApi:
         if found is None:
             raise NotFound(f"{resource.plural} {name}")
         updated = copy.deepcopy(found)
-        _merge(updated, patch)
+        merge_patch(updated, patch)
         return self.put(resource, updated)
 
     async def create(self, resource: Resource, body: Body, namespace: str = "") -> Body:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import pytest
+from kube_recorder import merge_patch
 
 from elasticsan_snapshotter.azure.fake import InMemoryAzure
 from elasticsan_snapshotter.domain import groups
@@ -44,16 +45,6 @@ VG = SAN.volume_group("vg1")
 CONTENT = "groupsnapcontent-1"
 CONTENT_UID = "c0ffee00-0000-0000-0000-00000000c0de"
 HANDLE = groups.group_handle(CONTENT_UID)
-
-
-def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
-    for key, value in patch.items():
-        if value is None:
-            target.pop(key, None)
-        elif isinstance(value, dict) and isinstance(target.get(key), dict):
-            _merge(target[key], value)
-        else:
-            target[key] = copy.deepcopy(value)
 
 
 class FakeKube:
@@ -90,7 +81,7 @@ class FakeKube:
         **_: Any,
     ) -> Body:
         target = self.objects[(resource.plural, namespace, name)]
-        _merge(target, patch)
+        merge_patch(target, patch)
         self.writes.append((resource.plural, name, subresource or "main"))
         return copy.deepcopy(target)
 
