@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from elasticsan_snapshotter import DRIVER_NAME
+from elasticsan_snapshotter.domain.decisions import SNAPSHOT_RATE_LIMIT, SNAPSHOT_RATE_WINDOW
 from elasticsan_snapshotter.domain.groups import GROUP_DRIVER_NAME
 
 PUBLIC_ARM_ENDPOINT = "https://management.azure.com/"
@@ -71,11 +72,11 @@ class Settings:
         },
     )
     snapshots_per_window: int = field(
-        default=7,
+        default=SNAPSHOT_RATE_LIMIT,
         metadata={"env": "ESS_SNAPSHOTS_PER_WINDOW", "help": "Elastic SAN: new snapshots per volume"},
     )
     snapshot_window: float = field(
-        default=300.0,
+        default=SNAPSHOT_RATE_WINDOW,
         metadata={"env": "ESS_SNAPSHOT_WINDOW", "help": "seconds of the per-volume snapshot window"},
     )
     metrics_port: int = field(default=8080, metadata={"env": "ESS_METRICS_PORT"})

@@ -38,7 +38,7 @@ from elasticsan_snapshotter.azure.errors import (
 )
 from elasticsan_snapshotter.azure.pacing import Pacing
 from elasticsan_snapshotter.azure.transport import SharedSession
-from elasticsan_snapshotter.domain.decisions import VolumeHasSnapshots
+from elasticsan_snapshotter.domain.decisions import check_volume_delete
 from elasticsan_snapshotter.domain.errors import (
     AlreadyExists,
     InvalidRequest,
@@ -325,11 +325,7 @@ class ElasticSanAzure:
                 snapshots = await self.list_snapshots(volume.volume_group, volume.name)
             except NotFound:
                 return
-            if snapshots:
-                raise VolumeHasSnapshots(
-                    f"volume {volume.arm_id} has {len(snapshots)} snapshot(s); deleting it would delete "
-                    "them too, and that was not requested"
-                )
+            check_volume_delete(volume, snapshots, delete_snapshots=False)
 
         async def action() -> None:
             poller = await self._san_in(volume.subscription).volumes.begin_delete(

@@ -5,6 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from elasticsan_snapshotter.domain.decisions import (
+    MAX_SNAPSHOTS_PER_VOLUME,
+    SNAPSHOT_RATE_LIMIT,
+    SNAPSHOT_RATE_WINDOW,
+)
+
 PUBLIC_ARM_ENDPOINT = "https://management.azure.com/"
 
 
@@ -25,8 +31,8 @@ class PacingConfig:
     """Writes allowed back to back when the budget is full."""
     max_concurrency: int = 8
     """Azure operations in flight at once, long-running operations included."""
-    snapshots_per_volume: int = 7
-    snapshot_window_seconds: float = 300.0
+    snapshots_per_volume: int = SNAPSHOT_RATE_LIMIT
+    snapshot_window_seconds: float = SNAPSHOT_RATE_WINDOW
     """Elastic SAN allows 7 new snapshots per volume every 5 minutes."""
     snapshot_window_margin_seconds: float = 1.0
     """Extra wait past the window, so clock skew between us and the service cannot break the limit."""
@@ -101,7 +107,7 @@ class AzureConfig:
     """Seconds between polls of long-running operations when the service sends no ``Retry-After``."""
     retry: RetryConfig = field(default_factory=RetryConfig)
     pacing: PacingConfig = field(default_factory=PacingConfig)
-    max_snapshots_per_volume: int = 200
+    max_snapshots_per_volume: int = MAX_SNAPSHOTS_PER_VOLUME
     max_volumes_per_group: int = 1000
     """Service limits; they tell a count limit from a full SAN when an answer (QuotaExceeded) names neither."""
 

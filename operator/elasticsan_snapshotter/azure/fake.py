@@ -34,10 +34,13 @@ from datetime import UTC, datetime
 
 from elasticsan_snapshotter.domain.decisions import (
     MAX_EXPORT_GIB,
+    SNAPSHOT_RATE_LIMIT,
+    SNAPSHOT_RATE_WINDOW,
     TIB_IN_GIB,
     VolumeHasSnapshots,
     check_snapshot_count,
     check_volume_delete,
+    check_volume_from_disk_snapshot,
     check_volume_size,
     same_region,
     snapshot_rate_delay,
@@ -49,7 +52,6 @@ from elasticsan_snapshotter.domain.errors import (
     NotFound,
     SnapshotterError,
     Throttled,
-    Transient,
 )
 from elasticsan_snapshotter.domain.identity import (
     DiskSnapshotId,
@@ -74,6 +76,7 @@ from elasticsan_snapshotter.domain.ports import (
     VolumeInfo,
     VolumeSource,
 )
+from elasticsan_snapshotter.domain.provisioning import check_region
 
 ISCSI_PORT = 3260
 IQN_PREFIX = "iqn.2023-03.net.windows.core.blob.ElasticSan."
@@ -460,13 +463,14 @@ class InMemoryAzure:
         delay = snapshot_rate_delay(volume.creations, now)
         if delay > 0:
             raise Throttled(
-                f"volume {volume.id.arm_id} had 7 snapshots in the last 5 minutes; retry in {delay:.0f} s",
+                f"volume {volume.id.arm_id} had {SNAPSHOT_RATE_LIMIT} snapshots in the last "
+                f"{SNAPSHOT_RATE_WINDOW:.0f} s; retry in {delay:.0f} s",
                 retry_after=delay,
             )
         consumed = volume.written_gib if taken else 0
         self._check_room(volume.id.volume_group.san, consumed, f"a snapshot holding {consumed} GiB")
         volume.creations.append(now)
-        while volume.creations and now - volume.creations[0] >= 300:
+        while volume.creations and now - volume.creations[0] >= SNAPSHOT_RATE_WINDOW:
             volume.creations.popleft()
         volume.written_gib = 0
         info = SnapshotInfo(snapshot, volume.id, volume.size_gib, SUCCEEDED, self._utcnow())
@@ -623,11 +627,7 @@ class InMemoryAzure:
         if isinstance(source, SnapshotId):
             snap = self._require_snapshot(source).info
             origin = self._require_san(source.volume_group.san)
-            if not same_region(origin.location, san.location):
-                raise InvalidRequest(
-                    f"snapshot {source.arm_id} is in {origin.location!r}; a volume can only be made "
-                    f"from it in the same region, not {san.location!r}"
-                )
+            check_region(origin.location, san.location, source)
             if size_gib < snap.source_volume_size_gib:
                 raise InvalidRequest(
                     f"a volume from snapshot {source.arm_id} needs at least {snap.source_volume_size_gib} "
@@ -635,21 +635,9 @@ class InMemoryAzure:
                 )
         elif isinstance(source, DiskSnapshotId):
             export = self._export_info(self._require_export(source))
-            if not same_region(export.location, san.location):
-                raise InvalidRequest(
-                    f"managed-disk snapshot {source.arm_id} is in {export.location!r}; a volume can only be "
-                    f"made from it in the same region, not {san.location!r}"
-                )
-            if export.size_gib is not None and size_gib < export.size_gib:
-                raise InvalidRequest(
-                    f"a volume from managed-disk snapshot {source.arm_id} needs at least "
-                    f"{export.size_gib} GiB, not {size_gib} GiB"
-                )
-            if export.completion_percent < 100:
-                raise Transient(
-                    f"managed-disk snapshot {source.arm_id} is still being copied "
-                    f"({export.completion_percent:.0f}%)"
-                )
+            check_volume_from_disk_snapshot(
+                requested_gib=size_gib, disk_snapshot=export, target_region=san.location
+            )
 
     def _san_info(self, san: _San) -> ElasticSanInfo:
         total = sum(v.size_gib for v in self._volumes.values() if v.id.volume_group.san == san.id)

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from elasticsan_snapshotter.azure.config import PacingConfig
+from elasticsan_snapshotter.domain import decisions
 from elasticsan_snapshotter.domain.errors import Throttled
 
 Clock = Callable[[], float]
@@ -100,10 +101,8 @@ class SnapshotPacer:
         if not slots:
             del self._slots[volume.lower()]
             return now
-        if len(slots) < self._limit:
-            return max(now, slots[-1])
-        # Slots never go backwards, so the window is full until the limit-th latest leaves it.
-        return max(now, slots[-self._limit] + self._span)
+        # The pace is the domain's rule; slots never go backwards, so callers are served in order.
+        return max(slots[-1], decisions.next_snapshot_at(slots, now, limit=self._limit, window=self._span))
 
 
 class Pacing:

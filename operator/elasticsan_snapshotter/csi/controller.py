@@ -10,34 +10,27 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from elasticsan_snapshotter.csi._stubs import pb, pb_grpc
-from elasticsan_snapshotter.csi.errors import CapacityOutOfRange, InvalidPageToken
+from elasticsan_snapshotter.csi.errors import InvalidPageToken
 from elasticsan_snapshotter.csi.inflight import InFlight
 from elasticsan_snapshotter.csi.naming import snapshot_name, volume_name
 from elasticsan_snapshotter.csi.rpc import rpc
-from elasticsan_snapshotter.domain import parameters
-from elasticsan_snapshotter.domain.decisions import (
-    GIB,
-    MAX_VOLUME_GIB,
-    SnapshotFailed,
-    bytes_to_gib,
-    restore_size_bytes,
-    snapshot_ready,
-)
+from elasticsan_snapshotter.domain import parameters, provisioning
+from elasticsan_snapshotter.domain.decisions import GIB, SnapshotFailed, restore_size_bytes, snapshot_ready
 from elasticsan_snapshotter.domain.errors import InvalidRequest, NotFound
 from elasticsan_snapshotter.domain.identity import (
-    DiskSnapshotId,
     ElasticSanId,
     SnapshotId,
     VolumeGroupId,
     VolumeId,
     parse_snapshot_handle,
+    try_parse,
 )
 from elasticsan_snapshotter.domain.mapping import iscsi_volume_attributes
 from elasticsan_snapshotter.domain.ports import AzurePort, SnapshotInfo, VolumeSource
@@ -45,6 +38,7 @@ from elasticsan_snapshotter.domain.ports import AzurePort, SnapshotInfo, VolumeS
 log = logging.getLogger(__name__)
 
 _Parsed = TypeVar("_Parsed", parameters.StorageClassParameters, parameters.SnapshotClassParameters)
+_Id = TypeVar("_Id")
 
 
 def _known(parsed: _Parsed, known: Mapping[str, str]) -> _Parsed:
@@ -105,12 +99,17 @@ class ControllerServicer(pb_grpc.ControllerServicer):
         if problem:
             raise InvalidRequest(problem)
         params = _known(parameters.parse_storage_class(request.parameters), parameters.STORAGE_CLASS_KEYS)
-        source, source_gib = await self._content_source(request)
-        range_ = request.capacity_range if request.HasField("capacity_range") else None
-        size_gib = volume_size_gib(range_, source_gib)
-        volume = await self._place(request.name, params, source)
-        async with self._inflight.hold(volume.arm_id):
-            info = await self._azure.create_volume(volume, size_gib, source)
+        range_ = request.capacity_range
+        plan = await provisioning.plan_volume(
+            self._azure,
+            name=volume_name(request.name),
+            params=params,
+            source=self._content_source(request),
+            size=provisioning.SizeRequest(range_.required_bytes, range_.limit_bytes),
+            managed=self._managed_sans,
+        )
+        async with self._inflight.hold(plan.volume.arm_id):
+            info = await self._azure.create_volume(plan.volume, plan.size_gib, plan.source)
         content = request.volume_content_source if request.HasField("volume_content_source") else None
         return pb.CreateVolumeResponse(
             volume=pb.Volume(
@@ -121,91 +120,32 @@ class ControllerServicer(pb_grpc.ControllerServicer):
             )
         )
 
-    async def _content_source(self, request: pb.CreateVolumeRequest) -> tuple[VolumeSource | None, int]:
-        """The source named by ``volume_content_source`` and its size in GiB (0 for an empty volume)."""
+    def _content_source(self, request: pb.CreateVolumeRequest) -> VolumeSource | None:
+        """The snapshot ``volume_content_source`` names; the plan checks it is one to restore from."""
         if not request.HasField("volume_content_source"):
-            return None, 0
+            return None
         content = request.volume_content_source
         if not content.HasField("snapshot"):
             raise InvalidRequest(
                 "only snapshots can be volume content sources; cloning volumes is not supported"
             )
-        handle = content.snapshot.snapshot_id
-        try:
-            source = parse_snapshot_handle(handle, self._subscription)
-        except InvalidRequest:
-            raise NotFound(f"source snapshot {handle!r} not found: it is not a snapshot handle") from None
-        if isinstance(source, DiskSnapshotId):
-            disk = await self._azure.get_disk_snapshot(source)
-            return source, disk.size_gib or 0
-        snapshot = await self._azure.get_snapshot(source)
-        if not _ready_or_failed(snapshot):
-            raise InvalidRequest(
-                f"source snapshot {handle!r} is {snapshot.provisioning_state or 'not ready'}, not Succeeded"
-            )
-        return source, snapshot.source_volume_size_gib
-
-    async def _place(
-        self, csi_name: str, params: parameters.StorageClassParameters, source: VolumeSource | None
-    ) -> VolumeId:
-        """Where a new volume goes: the parameters, else the source snapshot's group, else the default SAN."""
-        name = volume_name(csi_name)
-        if isinstance(source, SnapshotId) and not (params.elastic_san or params.volume_group):
-            return source.volume_group.volume(name)
-        san = self._san(params.elastic_san or "")
-        group = params.volume_group or ""
-        if group:
-            return san.volume_group(group).volume(name)
-        groups = await self._azure.list_volume_groups(san)
-        if len(groups) != 1:
-            raise InvalidRequest(
-                f"Elastic SAN {san.arm_id} has {len(groups)} volume groups; set the parameter "
-                f"{parameters.VOLUME_GROUP!r} to choose one"
-            )
-        return groups[0].volume(name)
-
-    def _san(self, wanted: str) -> ElasticSanId:
-        """The SAN a parameter names (ARM ID or name of a managed SAN), or the first managed SAN."""
-        if not wanted:
-            if not self._managed_sans:
-                raise InvalidRequest(
-                    f"no managed Elastic SAN is configured; set the parameter {parameters.ELASTIC_SAN!r}"
-                )
-            return self._managed_sans[0]
-        for san in self._managed_sans:
-            if wanted.lower() in (san.name.lower(), san.arm_id.lower()):
-                return san
-        if wanted.startswith("/") and not self._managed_sans:
-            return ElasticSanId.parse(wanted)
-        raise InvalidRequest(f"Elastic SAN {wanted!r} is not one of the managed SANs of this plugin")
+        return self._existing(parse_snapshot_handle, content.snapshot.snapshot_id, "source snapshot")
 
     @rpc
     async def DeleteVolume(self, request: pb.DeleteVolumeRequest, context: Any) -> pb.DeleteVolumeResponse:
-        if not request.volume_id:
-            raise InvalidRequest("volume_id is required")
-        try:
-            volume = VolumeId.parse(request.volume_id, self._subscription)
-        except InvalidRequest:
-            log.info("DeleteVolume of %r: not a volume handle, so nothing to delete", request.volume_id)
-            return pb.DeleteVolumeResponse()
-        async with self._inflight.hold(volume.arm_id):
-            # Never silently: a volume with snapshots is refused (FAILED_PRECONDITION), as CSI asks.
-            with contextlib.suppress(NotFound):
-                await self._azure.delete_volume(volume, delete_snapshots=False)
+        volume = self._named(VolumeId.parse, request.volume_id, "volume_id")
+        if volume is not None:
+            # Never silently: the port refuses a volume with snapshots (FAILED_PRECONDITION), as CSI asks.
+            await self._deleted(volume, lambda: self._azure.delete_volume(volume, delete_snapshots=False))
         return pb.DeleteVolumeResponse()
 
     @rpc
     async def ValidateVolumeCapabilities(
         self, request: pb.ValidateVolumeCapabilitiesRequest, context: Any
     ) -> pb.ValidateVolumeCapabilitiesResponse:
-        if not request.volume_id:
-            raise InvalidRequest("volume_id is required")
+        volume = self._existing(VolumeId.parse, request.volume_id, "volume", field="volume_id")
         if not request.volume_capabilities:
             raise InvalidRequest("volume_capabilities are required")
-        try:
-            volume = VolumeId.parse(request.volume_id, self._subscription)
-        except InvalidRequest:
-            raise NotFound(f"volume {request.volume_id!r} not found: it is not a volume handle") from None
         await self._azure.get_volume(volume)
         problem = unsupported_capability(request.volume_capabilities)
         if problem:
@@ -225,15 +165,10 @@ class ControllerServicer(pb_grpc.ControllerServicer):
     ) -> pb.CreateSnapshotResponse:
         if not request.name:
             raise InvalidRequest("name is required")
-        if not request.source_volume_id:
-            raise InvalidRequest("source_volume_id is required")
+        source = self._existing(
+            VolumeId.parse, request.source_volume_id, "source volume", field="source_volume_id"
+        )
         _known(parameters.parse_snapshot_class(request.parameters), parameters.SNAPSHOT_CLASS_KEYS)
-        try:
-            source = VolumeId.parse(request.source_volume_id, self._subscription)
-        except InvalidRequest:
-            raise NotFound(
-                f"source volume {request.source_volume_id!r} not found: not a volume handle"
-            ) from None
         # Elastic SAN keeps a snapshot in the volume group of its volume.
         snapshot = source.volume_group.snapshot(snapshot_name(request.name))
         snapshot.handle(self._subscription)  # refuse before acting if the handle cannot fit CSI's limit
@@ -246,17 +181,34 @@ class ControllerServicer(pb_grpc.ControllerServicer):
     async def DeleteSnapshot(
         self, request: pb.DeleteSnapshotRequest, context: Any
     ) -> pb.DeleteSnapshotResponse:
-        if not request.snapshot_id:
-            raise InvalidRequest("snapshot_id is required")
-        try:
-            snapshot = SnapshotId.parse(request.snapshot_id, self._subscription)
-        except InvalidRequest:
-            log.info("DeleteSnapshot of %r: not a snapshot handle, so nothing to delete", request.snapshot_id)
-            return pb.DeleteSnapshotResponse()
-        async with self._inflight.hold(snapshot.arm_id):
-            with contextlib.suppress(NotFound):
-                await self._azure.delete_snapshot(snapshot)
+        snapshot = self._named(SnapshotId.parse, request.snapshot_id, "snapshot_id")
+        if snapshot is not None:
+            await self._deleted(snapshot, lambda: self._azure.delete_snapshot(snapshot))
         return pb.DeleteSnapshotResponse()
+
+    # --- what every handler shares ------------------------------------------------------------
+
+    def _named(self, parse: Callable[[str, str], _Id], value: str, field: str) -> _Id | None:
+        """The ID a request field holds (required); None when it is no handle, so it names nothing."""
+        if not value:
+            raise InvalidRequest(f"{field} is required")
+        found = try_parse(parse, value, self._subscription)
+        if found is None:
+            log.info("%s %r is not a handle of this plugin, so it names nothing", field, value)
+        return found
+
+    def _existing(self, parse: Callable[[str, str], _Id], value: str, what: str, *, field: str = "") -> _Id:
+        """Like :meth:`_named`, for calls that need the resource: a value that is no handle is NOT_FOUND."""
+        found = self._named(parse, value, field or what)
+        if found is None:
+            raise NotFound(f"{what} {value!r} not found: it is not a handle of this plugin")
+        return found
+
+    async def _deleted(self, target: VolumeId | SnapshotId, delete: Callable[[], Awaitable[None]]) -> None:
+        """Run a delete under the ID's guard; a resource that is gone already counts as deleted."""
+        async with self._inflight.hold(target.arm_id):
+            with contextlib.suppress(NotFound):
+                await delete()
 
     @rpc
     async def ListSnapshots(self, request: pb.ListSnapshotsRequest, context: Any) -> pb.ListSnapshotsResponse:
@@ -339,26 +291,6 @@ def unsupported_capability(capabilities: Iterable[pb.VolumeCapability]) -> str:
     return ""
 
 
-def volume_size_gib(capacity: pb.CapacityRange | None, minimum_gib: int) -> int:
-    """Whole GiB within the range (rounded up), at least ``minimum_gib`` (a source snapshot's size)."""
-    required = capacity.required_bytes if capacity is not None else 0
-    limit = capacity.limit_bytes if capacity is not None else 0
-    if required < 0 or limit < 0:
-        raise InvalidRequest("capacity_range must not hold negative sizes")
-    if limit and required > limit:
-        raise InvalidRequest(f"required_bytes {required} is larger than limit_bytes {limit}")
-    size = max(bytes_to_gib(required), minimum_gib)
-    if limit and size * GIB > limit:
-        raise CapacityOutOfRange(
-            f"the smallest fitting size is {size} GiB ({size * GIB} bytes), above limit_bytes {limit}"
-        )
-    if size > MAX_VOLUME_GIB:
-        raise CapacityOutOfRange(
-            f"{size} GiB is more than the largest Elastic SAN volume, {MAX_VOLUME_GIB} GiB"
-        )
-    return size
-
-
 def page_start(token: str, total: int) -> int:
     """The offset a ``starting_token`` stands for; tokens are offsets this service handed out."""
     if not token:
@@ -390,5 +322,4 @@ __all__ = [
     "ControllerServicer",
     "page_start",
     "unsupported_capability",
-    "volume_size_gib",
 ]

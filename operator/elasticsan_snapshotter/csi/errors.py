@@ -20,6 +20,7 @@ from elasticsan_snapshotter.domain.errors import (
     Throttled,
     Transient,
 )
+from elasticsan_snapshotter.domain.provisioning import CapacityOutOfRange
 
 
 class OperationPending(SnapshotterError):
@@ -28,12 +29,6 @@ class OperationPending(SnapshotterError):
     reason = "OperationPending"
     retryable = True
     default_retry_after = 1.0
-
-
-class CapacityOutOfRange(InvalidRequest):
-    """The capacity range cannot be met in whole GiB between 1 GiB and 64 TiB (or the snapshot's size)."""
-
-    reason = "CapacityOutOfRange"
 
 
 class InvalidPageToken(InvalidRequest):

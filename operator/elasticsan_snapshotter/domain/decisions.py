@@ -182,45 +182,18 @@ def snapshot_ready(snapshot: SnapshotInfo) -> bool:
 # --- restore --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RestorePlan:
-    """What to create for an accepted restore request."""
-
-    size_gib: int
-
-    @property
-    def size_bytes(self) -> int:
-        return gib_to_bytes(self.size_gib)
-
-
-def plan_restore(
-    *,
-    requested_bytes: int,
-    snapshot_size_gib: int,
-    snapshot_region: str,
-    target_region: str,
+def check_volume_mode(
     source_volume_mode: str | None,
     requested_volume_mode: str | None,
     content_annotations: Mapping[str, str] | None = None,
-) -> RestorePlan:
-    """Check a restore as csi-provisioner would, and size the new volume.
+) -> None:
+    """A restore keeps the snapshot's volume mode, as csi-provisioner checks it.
 
     ``source_volume_mode`` comes from ``VolumeSnapshotContent.spec.sourceVolumeMode`` (unknown
     when absent, then not checked); ``requested_volume_mode`` from the PVC (default
     Filesystem). A mode change needs the content annotation
     ``snapshot.storage.kubernetes.io/allow-volume-mode-change: "true"``.
     """
-    restore_bytes = restore_size_bytes(snapshot_size_gib)
-    if requested_bytes < restore_bytes:
-        raise InvalidRequest(
-            f"the claim requests {requested_bytes} bytes but the snapshot needs at least "
-            f"{restore_bytes} bytes ({snapshot_size_gib}Gi); request {snapshot_size_gib}Gi or more"
-        )
-    if not same_region(snapshot_region, target_region):
-        raise InvalidRequest(
-            f"the snapshot is in region {snapshot_region!r} but the target Elastic SAN is in "
-            f"{target_region!r}; restore into an Elastic SAN in {snapshot_region!r}"
-        )
     wanted_mode = requested_volume_mode or FILESYSTEM
     for mode in (source_volume_mode, wanted_mode):
         if mode is not None and mode not in VOLUME_MODES:
@@ -232,8 +205,6 @@ def plan_restore(
             f'{wanted_mode}; set annotation {ALLOW_VOLUME_MODE_CHANGE_ANNOTATION}: "true" on the '
             "VolumeSnapshotContent to allow the change"
         )
-    size_gib = max(bytes_to_gib(requested_bytes), snapshot_size_gib, MIN_VOLUME_GIB)
-    return RestorePlan(size_gib=check_volume_size(size_gib))
 
 
 def check_volume_from_disk_snapshot(
@@ -248,7 +219,7 @@ def check_volume_from_disk_snapshot(
     if disk_snapshot.size_gib is not None and requested_gib < disk_snapshot.size_gib:
         raise InvalidRequest(
             f"the new volume ({requested_gib} GiB) is smaller than managed-disk snapshot "
-            f"{disk_snapshot.id.arm_id} ({disk_snapshot.size_gib} GiB)"
+            f"{disk_snapshot.id.arm_id}; it needs at least {disk_snapshot.size_gib} GiB"
         )
     if not export_progress(disk_snapshot).done:
         raise Transient(
@@ -325,7 +296,7 @@ def check_volume_delete(
         names = ", ".join(sorted(s.name for s in doomed))
         raise VolumeHasSnapshots(
             f"Elastic SAN volume {volume.arm_id} has {len(doomed)} snapshot(s) ({names}) that would be "
-            "deleted with it; delete or export them first, or delete with delete_snapshots=True"
+            "deleted with it; delete or export them first"
         )
     return doomed
 
@@ -339,17 +310,32 @@ def check_snapshot_count(volume: VolumeId, existing: int) -> None:
         )
 
 
-def snapshot_rate_delay(recent_creations: Iterable[float], now: float) -> float:
-    """Seconds to wait before the next snapshot of a volume fits the 7-per-5-minutes limit (0 if it fits).
+def next_snapshot_at(
+    creations: Iterable[float],
+    now: float,
+    *,
+    limit: int = SNAPSHOT_RATE_LIMIT,
+    window: float = SNAPSHOT_RATE_WINDOW,
+) -> float:
+    """The earliest moment (not before ``now``) at which one more snapshot of a volume fits its pace.
 
-    ``recent_creations`` are the times (same clock as ``now``) of the volume's earlier creates.
+    ``creations`` are the moments of the volume's other creates on the clock of ``now``, past or
+    reserved for later; a create counts for ``window`` seconds. No window may hold more than
+    ``limit`` creates, so a full one stays full until the ``limit``-th latest leaves it.
     """
-    window = sorted(t for t in recent_creations if now - t < SNAPSHOT_RATE_WINDOW)
-    if len(window) < SNAPSHOT_RATE_LIMIT:
+    recent = sorted(t for t in creations if now - t < window)
+    if len(recent) < limit:
+        return now
+    return max(now, recent[-limit] + window)
+
+
+def snapshot_rate_delay(recent_creations: Iterable[float], now: float) -> float:
+    """Seconds to wait before the next snapshot of a volume fits the 7-per-5-minutes limit (0 if it fits)."""
+    wait = next_snapshot_at(recent_creations, now) - now
+    if wait <= 0:
         return 0.0
-    oldest_that_must_expire = window[len(window) - SNAPSHOT_RATE_LIMIT]
     # Whole milliseconds plus one, so that waiting exactly this long is never short by a rounding error.
-    return math.ceil((oldest_that_must_expire + SNAPSHOT_RATE_WINDOW - now) * 1000 + 1) / 1000
+    return math.ceil(wait * 1000 + 1) / 1000
 
 
 __all__ = [
@@ -365,7 +351,6 @@ __all__ = [
     "SNAPSHOT_RATE_WINDOW",
     "TIB_IN_GIB",
     "ExportProgress",
-    "RestorePlan",
     "SnapshotFailed",
     "VolumeHasSnapshots",
     "bytes_to_gib",
@@ -373,10 +358,12 @@ __all__ = [
     "check_snapshot_count",
     "check_volume_delete",
     "check_volume_from_disk_snapshot",
+    "check_volume_mode",
     "check_volume_size",
     "creation_time_ns",
     "export_progress",
     "gib_to_bytes",
+    "next_snapshot_at",
     "normalise_region",
     "parse_quantity",
     "quantity_to_bytes",

@@ -26,10 +26,13 @@ the full ARM ID included.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from elasticsan_snapshotter.domain.errors import InvalidRequest, quote
+
+_Id = TypeVar("_Id")
 
 CSI_MAX_BYTES = 128
 SEPARATOR = "#"
@@ -236,6 +239,18 @@ def parse_snapshot_handle(value: str, default_subscription: str) -> SnapshotId |
     return SnapshotId.parse(value, default_subscription)
 
 
+def try_parse(parse: Callable[[str, str], _Id], value: str, default_subscription: str) -> _Id | None:
+    """``parse(value, default_subscription)``, or None where ``value`` is no such handle: it names nothing.
+
+    The CSI controller answers that with NOT_FOUND or a no-op delete; the operator leaves such a
+    resource alone, never its own to touch.
+    """
+    try:
+        return parse(value, default_subscription)
+    except InvalidRequest:
+        return None
+
+
 def _match(kind: str, value: str, what: str) -> tuple[Any, ...]:
     found = _PATTERNS[kind].match(value)
     if not found:
@@ -294,4 +309,5 @@ __all__ = [
     "VolumeGroupId",
     "VolumeId",
     "parse_snapshot_handle",
+    "try_parse",
 ]

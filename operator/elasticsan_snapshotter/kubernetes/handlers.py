@@ -22,6 +22,7 @@ from typing import Any, cast
 import kopf
 
 from elasticsan_snapshotter import health, metrics
+from elasticsan_snapshotter.domain.identity import ElasticSanId
 from elasticsan_snapshotter.domain.limits import VolumeLimits
 from elasticsan_snapshotter.domain.mapping import SanIndex
 from elasticsan_snapshotter.domain.ports import AzurePort
@@ -130,6 +131,7 @@ class Runtime:
             claims=self.claims,
             storage_classes=self.storage_classes,
             group_driver_name=self.settings.group_driver_name,
+            managed_sans=tuple(ElasticSanId.parse(arm_id) for arm_id in self.settings.managed_sans),
         )
         self.export_reconciler = ExportReconciler(
             **common, exports=self.exports, export_resource_group=self.settings.export_resource_group

@@ -12,21 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from elasticsan_snapshotter import metrics
-from elasticsan_snapshotter.domain import decisions, names, parameters
+from elasticsan_snapshotter.domain import decisions, names, parameters, provisioning
 from elasticsan_snapshotter.domain.errors import InvalidRequest, NotFound, SnapshotterError
 from elasticsan_snapshotter.domain.groups import GROUP_DRIVER_NAME
-from elasticsan_snapshotter.domain.identity import (
-    DiskSnapshotId,
-    ElasticSanId,
-    SnapshotId,
-    VolumeGroupId,
-    VolumeId,
-    parse_snapshot_handle,
-)
+from elasticsan_snapshotter.domain.identity import ElasticSanId, VolumeId, parse_snapshot_handle
 from elasticsan_snapshotter.domain.mapping import iscsi_volume_attributes
 from elasticsan_snapshotter.domain.ports import VolumeInfo, VolumeSource
 from elasticsan_snapshotter.kubernetes import retry
@@ -65,15 +59,6 @@ class NotYet(retry.Waiting):
     default_retry_after = WAIT_RECHECK
 
 
-@dataclass(frozen=True)
-class Plan:
-    volume: VolumeId
-    size_gib: int
-    source: VolumeSource | None
-    requested_bytes: int
-    source_size_gib: int | None = None
-
-
 def class_parameters(storage_class: Body) -> parameters.StorageClassParameters:
     """The StorageClass's parameters, parsed by the one parser the CSI controller uses too."""
     name = (storage_class.get("metadata") or {}).get("name", "")
@@ -85,6 +70,8 @@ class ClaimReconciler(Reconciler):
     claims: Store
     storage_classes: Store
     group_driver_name: str = GROUP_DRIVER_NAME
+    managed_sans: Sequence[ElasticSanId] = ()
+    """Where a class naming no Elastic SAN puts its volumes (the first), and the SANs named by name."""
 
     def is_ours(self, claim: Body) -> bool:
         annotations = (claim.get("metadata") or {}).get("annotations") or {}
@@ -213,13 +200,12 @@ class ClaimReconciler(Reconciler):
 
     # -- planning -------------------------------------------------------------------
 
-    async def _plan(self, claim: Body, storage_class: Body) -> Plan:
+    async def _plan(self, claim: Body, storage_class: Body) -> provisioning.VolumePlan:
+        """The Kubernetes side of a claim (class, data source, sizes); the storage rules are the domain's."""
         spec = claim.get("spec") or {}
         requested = decisions.quantity_to_bytes(
             ((spec.get("resources") or {}).get("requests") or {}).get("storage", 0)
         )
-        name = names.volume_name(claim["metadata"]["uid"])
-        source = spec.get("dataSourceRef") or spec.get("dataSource")
         params = class_parameters(storage_class)
         if params.unknown:
             message = parameters.unknown_message(
@@ -228,17 +214,27 @@ class ClaimReconciler(Reconciler):
                 f"StorageClass {storage_class['metadata']['name']}",
             )
             await self.recorder.record(claim, WARNING, "UnknownParameter", message)
-        if not source:
-            group = self._class_volume_group(params, storage_class)
-            if group is None:
-                raise InvalidRequest(
-                    f"StorageClass {storage_class['metadata']['name']} needs parameters {parameters.ELASTIC_SAN} "
-                    f"(the Elastic SAN's ARM ID) and {parameters.VOLUME_GROUP} to provision empty volumes"
-                )
-            size = decisions.check_volume_size(
-                max(decisions.bytes_to_gib(requested), decisions.MIN_VOLUME_GIB)
+        source = await self._restore_source(claim, storage_class, requested)
+        try:
+            return await provisioning.plan_volume(
+                self.azure,
+                name=names.volume_name(claim["metadata"]["uid"]),
+                params=params,
+                source=source,
+                size=provisioning.SizeRequest(required_bytes=requested),
+                managed=self.managed_sans,
             )
-            return Plan(group.volume(name), size, None, requested)
+        except parameters.InvalidParameter as exc:
+            raise parameters.InvalidParameter(
+                f"StorageClass {storage_class['metadata']['name']} {exc}"
+            ) from None
+
+    async def _restore_source(self, claim: Body, storage_class: Body, requested: int) -> VolumeSource | None:
+        """What the claim's data source names, once the checks csi-provisioner makes pass."""
+        spec = claim.get("spec") or {}
+        source = spec.get("dataSourceRef") or spec.get("dataSource")
+        if not source:
+            return None
         if source.get("kind") != "VolumeSnapshot" or (source.get("apiGroup") or "") != SNAPSHOT_GROUP:
             raise InvalidRequest(
                 f"data source {source.get('kind')} {source.get('name')} is not supported; "
@@ -248,10 +244,12 @@ class ClaimReconciler(Reconciler):
         if namespace != claim["metadata"]["namespace"]:
             raise InvalidRequest("restoring from a VolumeSnapshot in another namespace is not supported")
         handle, content = await self._checked_snapshot(claim, storage_class, source["name"], requested)
-        target = parse_snapshot_handle(handle, self.subscription)
-        if isinstance(target, DiskSnapshotId):
-            return await self._plan_from_disk_snapshot(target, params, storage_class, name, requested)
-        return await self._plan_from_snapshot(target, params, storage_class, name, requested, claim, content)
+        decisions.check_volume_mode(
+            (content.get("spec") or {}).get("sourceVolumeMode"),
+            spec.get("volumeMode"),
+            (content.get("metadata") or {}).get("annotations") or {},
+        )
+        return parse_snapshot_handle(handle, self.subscription)
 
     async def _checked_snapshot(
         self, claim: Body, storage_class: Body, vs_name: str, requested: int
@@ -305,76 +303,6 @@ class ClaimReconciler(Reconciler):
         return (
             content["spec"].get("driver") == self.group_driver_name and ANN_GROUP_MEMBER_HANDLE in annotations
         )
-
-    def _class_volume_group(
-        self, params: parameters.StorageClassParameters, storage_class: Body
-    ) -> VolumeGroupId | None:
-        san_id, group = params.elastic_san, params.volume_group
-        if not san_id and not group:
-            return None
-        if not (san_id and group):
-            raise InvalidRequest(
-                f"StorageClass {storage_class['metadata']['name']} must set both {parameters.ELASTIC_SAN} "
-                f"and {parameters.VOLUME_GROUP}, or neither"
-            )
-        try:
-            return ElasticSanId.parse(san_id).volume_group(group)
-        except InvalidRequest as exc:
-            raise parameters.InvalidParameter(
-                f"StorageClass {storage_class['metadata']['name']} parameters {parameters.ELASTIC_SAN} and "
-                f"{parameters.VOLUME_GROUP}: {exc}"
-            ) from None
-
-    async def _plan_from_snapshot(
-        self,
-        snapshot: SnapshotId,
-        params: parameters.StorageClassParameters,
-        storage_class: Body,
-        name: str,
-        requested: int,
-        claim: Body,
-        content: Body,
-    ) -> Plan:
-        info = await self.azure.get_snapshot(snapshot)
-        group = self._class_volume_group(params, storage_class) or snapshot.volume_group
-        source_san = await self.azure.get_elastic_san(snapshot.volume_group.san)
-        target_san = (
-            source_san
-            if group.san == snapshot.volume_group.san
-            else await self.azure.get_elastic_san(group.san)
-        )
-        plan = decisions.plan_restore(
-            requested_bytes=requested,
-            snapshot_size_gib=info.source_volume_size_gib,
-            snapshot_region=source_san.location,
-            target_region=target_san.location,
-            source_volume_mode=(content.get("spec") or {}).get("sourceVolumeMode"),
-            requested_volume_mode=(claim.get("spec") or {}).get("volumeMode"),
-            content_annotations=(content.get("metadata") or {}).get("annotations") or {},
-        )
-        return Plan(group.volume(name), plan.size_gib, snapshot, requested, info.source_volume_size_gib)
-
-    async def _plan_from_disk_snapshot(
-        self,
-        disk: DiskSnapshotId,
-        params: parameters.StorageClassParameters,
-        storage_class: Body,
-        name: str,
-        requested: int,
-    ) -> Plan:
-        group = self._class_volume_group(params, storage_class)
-        if group is None:
-            raise InvalidRequest(
-                f"restoring managed-disk snapshot {disk.arm_id} needs StorageClass parameters "
-                f"{parameters.ELASTIC_SAN} and {parameters.VOLUME_GROUP} to say where the new volume goes"
-            )
-        info = await self.azure.get_disk_snapshot(disk)
-        san = await self.azure.get_elastic_san(group.san)
-        size = max(decisions.bytes_to_gib(requested), info.size_gib or 0, decisions.MIN_VOLUME_GIB)
-        decisions.check_volume_from_disk_snapshot(
-            requested_gib=size, disk_snapshot=info, target_region=san.location
-        )
-        return Plan(group.volume(name), decisions.check_volume_size(size), disk, requested, info.size_gib)
 
     # -- the PersistentVolume ---------------------------------------------------------
 

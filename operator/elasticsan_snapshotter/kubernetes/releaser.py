@@ -51,8 +51,9 @@ class VolumeReleaser(Reconciler):
             return None
         try:
             volume = VolumeId.parse(spec["csi"]["volumeHandle"], self.subscription)
-            snapshots = await self.azure.list_snapshots(volume.volume_group, volume.name)
-            snapshots = decisions.snapshots_of(volume, snapshots)
+            snapshots = decisions.snapshots_of(
+                volume, await self.azure.list_snapshots(volume.volume_group, volume.name)
+            )
             params = class_parameters(self.storage_classes.get(spec.get("storageClassName") or "") or {})
             delete_snapshots = params.delete_snapshots_with_volume
             if snapshots and not delete_snapshots and self.export_guard is not None:
@@ -61,19 +62,19 @@ class VolumeReleaser(Reconciler):
                 if verdict.wait is not None:
                     return Requeue(verdict.wait)
                 delete_snapshots = verdict.delete_snapshots
-            if snapshots and not delete_snapshots:
-                listed = ", ".join(s.id.name for s in snapshots)
+            try:
+                doomed = decisions.check_volume_delete(volume, snapshots, delete_snapshots=delete_snapshots)
+            except decisions.VolumeHasSnapshots as kept:
                 await self.recorder.record(
                     pv,
                     WARNING,
-                    "VolumeHasSnapshots",
-                    f"Elastic SAN volume {volume.arm_id} is kept because deleting it would delete its "
-                    f"{len(snapshots)} snapshot(s): {listed}. Delete those VolumeSnapshots first, or set "
-                    f'StorageClass parameter {parameters.DELETE_SNAPSHOTS_WITH_VOLUME}: "true"',
+                    kept.reason,
+                    f"{kept}, or set StorageClass parameter {parameters.DELETE_SNAPSHOTS_WITH_VOLUME}: "
+                    '"true"; the volume is kept until then',
                 )
                 return Requeue(retry.FINAL_RECHECK)
             with contextlib.suppress(NotFound):
-                await self.azure.delete_volume(volume, delete_snapshots=bool(snapshots))
+                await self.azure.delete_volume(volume, delete_snapshots=bool(doomed))
         except SnapshotterError as exc:
             return await retry.handle(self.recorder, pv, exc, resource=PERSISTENT_VOLUME.kind)
         await self.recorder.record(pv, NORMAL, "VolumeDeleted", f"deleted Elastic SAN volume {volume.arm_id}")

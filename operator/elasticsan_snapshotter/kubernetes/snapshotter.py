@@ -23,7 +23,13 @@ from typing import Any
 from elasticsan_snapshotter import metrics
 from elasticsan_snapshotter.domain import decisions, names, parameters
 from elasticsan_snapshotter.domain.errors import InvalidRequest, NotFound, SnapshotterError, bounded
-from elasticsan_snapshotter.domain.identity import DiskSnapshotId, SnapshotId, VolumeId, parse_snapshot_handle
+from elasticsan_snapshotter.domain.identity import (
+    DiskSnapshotId,
+    SnapshotId,
+    VolumeId,
+    parse_snapshot_handle,
+    try_parse,
+)
 from elasticsan_snapshotter.domain.mapping import SanIndex, volume_of
 from elasticsan_snapshotter.domain.ports import SnapshotInfo
 from elasticsan_snapshotter.kubernetes import retry
@@ -170,14 +176,14 @@ class ContentReconciler(Reconciler):
     async def _source_volume(self, volume_handle: str) -> VolumeId:
         pv = await self.volumes.by_volume_handle(volume_handle)
         if pv is None:
-            try:
-                # Volumes this operator provisioned carry our handle; no PV lookup needed.
-                return VolumeId.parse(volume_handle, self.subscription)
-            except InvalidRequest:
+            # Volumes this operator provisioned carry our handle; no PV lookup needed.
+            volume = try_parse(VolumeId.parse, volume_handle, self.subscription)
+            if volume is None:
                 raise InvalidRequest(
                     f"no PersistentVolume has spec.csi.volumeHandle {volume_handle!r}, and the handle "
                     "is not an Elastic SAN volume ID"
-                ) from None
+                )
+            return volume
         return await volume_of(pv, index=self.index, default_subscription=self.subscription)
 
     # -- pre-provisioned contents --------------------------------------------------
@@ -281,10 +287,7 @@ class ContentReconciler(Reconciler):
             source = status.get("sourceSnapshotId")
             if not source or status.get("phase") in ("Succeeded", "Failed"):
                 continue
-            try:
-                if SnapshotId.parse(str(source), self.subscription) != target:
-                    continue
-            except InvalidRequest:
+            if try_parse(SnapshotId.parse, str(source), self.subscription) != target:
                 continue
             meta = export.get("metadata") or {}
             readers.append(f"{meta.get('namespace')}/{meta.get('name')}")
@@ -294,10 +297,8 @@ class ContentReconciler(Reconciler):
         spec = body["spec"]
         handle = (body.get("status") or {}).get("snapshotHandle") or spec["source"].get("snapshotHandle")
         if handle:
-            try:
-                return parse_snapshot_handle(handle, self.subscription)
-            except InvalidRequest:
-                return None  # never ours to delete: the import failed on the same handle
+            # None: never ours to delete, the import failed on the same handle.
+            return try_parse(parse_snapshot_handle, handle, self.subscription)
         uid = (spec.get("volumeSnapshotRef") or {}).get("uid")
         if spec["source"].get("volumeHandle") and uid:
             # A create may have reached Azure before the status was written (a crash in

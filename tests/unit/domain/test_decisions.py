@@ -85,96 +85,41 @@ def test_regions_compare_like_azure_spells_them(a: str, b: str, same: bool) -> N
     assert d.same_region(a, b) is same
 
 
-# --- restore --------------------------------------------------------------------------------
+# --- restore: volume modes (sizes, regions and sources: test_provisioning.py) ----------------
 
 
-def plan(**overrides: object) -> d.RestorePlan:
-    arguments: dict[str, object] = {
-        "requested_bytes": 10 * 2**30,
-        "snapshot_size_gib": 10,
-        "snapshot_region": "westeurope",
-        "target_region": "westeurope",
-        "source_volume_mode": "Filesystem",
-        "requested_volume_mode": "Filesystem",
-    }
-    arguments.update(overrides)
-    return d.plan_restore(**arguments)  # type: ignore[arg-type]
-
-
-def test_restore_of_the_same_size_is_accepted() -> None:
-    result = plan()
-    assert result.size_gib == 10
-    assert result.size_bytes == 10 * 2**30
-
-
-def test_restore_rounds_a_larger_request_up_to_whole_gib() -> None:
-    assert plan(requested_bytes=10 * 2**30 + 1).size_gib == 11
-    assert plan(requested_bytes=15 * 10**9).size_gib == 14  # 15G = 13.97 GiB
-
-
-def test_restore_smaller_than_the_snapshot_is_refused() -> None:
-    with pytest.raises(InvalidRequest, match="request 10Gi or more"):
-        plan(requested_bytes=10 * 2**30 - 1)
-
-
-def test_restore_of_an_empty_source_creates_at_least_one_gib() -> None:
-    assert plan(requested_bytes=0, snapshot_size_gib=0).size_gib == 1
-
-
-def test_restore_to_another_region_is_refused() -> None:
-    with pytest.raises(InvalidRequest, match="region"):
-        plan(target_region="northeurope")
-
-
-def test_restore_beyond_the_volume_limit_is_refused() -> None:
-    with pytest.raises(InvalidRequest, match="64 TiB"):
-        plan(requested_bytes=(d.MAX_VOLUME_GIB + 1) * 2**30)
+def test_the_same_volume_mode_is_accepted() -> None:
+    d.check_volume_mode("Block", "Block")
+    d.check_volume_mode("Filesystem", "Filesystem")
 
 
 def test_volume_mode_change_is_refused_without_the_annotation() -> None:
     with pytest.raises(InvalidRequest, match=d.ALLOW_VOLUME_MODE_CHANGE_ANNOTATION):
-        plan(source_volume_mode="Filesystem", requested_volume_mode="Block")
+        d.check_volume_mode("Filesystem", "Block")
 
 
 def test_volume_mode_change_is_accepted_with_the_annotation() -> None:
-    annotations = {d.ALLOW_VOLUME_MODE_CHANGE_ANNOTATION: "true"}
-    assert plan(requested_volume_mode="Block", content_annotations=annotations).size_gib == 10
+    d.check_volume_mode("Filesystem", "Block", {d.ALLOW_VOLUME_MODE_CHANGE_ANNOTATION: "true"})
 
 
 def test_volume_mode_annotation_must_say_true() -> None:
     with pytest.raises(InvalidRequest):
-        plan(
-            requested_volume_mode="Block", content_annotations={d.ALLOW_VOLUME_MODE_CHANGE_ANNOTATION: "yes"}
-        )
+        d.check_volume_mode("Filesystem", "Block", {d.ALLOW_VOLUME_MODE_CHANGE_ANNOTATION: "yes"})
 
 
 def test_missing_claim_mode_means_filesystem() -> None:
-    assert plan(requested_volume_mode=None).size_gib == 10
+    d.check_volume_mode("Filesystem", None)
     with pytest.raises(InvalidRequest, match="Block volume"):
-        plan(source_volume_mode="Block", requested_volume_mode=None)
+        d.check_volume_mode("Block", None)
 
 
 def test_unknown_source_mode_is_not_checked() -> None:
-    assert plan(source_volume_mode=None, requested_volume_mode="Block").size_gib == 10
+    d.check_volume_mode(None, "Block")
 
 
 def test_unknown_mode_names_are_refused() -> None:
     with pytest.raises(InvalidRequest, match="unknown volume mode"):
-        plan(requested_volume_mode="block")
-
-
-@given(st.integers(min_value=0, max_value=1024), st.integers(min_value=0, max_value=2**41))
-def test_an_accepted_restore_always_holds_the_request_and_the_snapshot(
-    snapshot_gib: int, requested: int
-) -> None:
-    try:
-        result = plan(snapshot_size_gib=snapshot_gib, requested_bytes=requested)
-    except InvalidRequest:
-        assert requested < snapshot_gib * 2**30
-        return
-    assert result.size_bytes >= requested
-    assert result.size_gib >= max(snapshot_gib, 1)
-    assert (result.size_gib - 1) * 2**30 < max(requested, 1)  # no more than one GiB of slack
+        d.check_volume_mode("Filesystem", "block")
 
 
 # --- volumes from managed-disk snapshots ---------------------------------------------------
