@@ -27,6 +27,7 @@ import grpc
 
 from elasticsan_snapshotter.csi._stubs import pb, pb_grpc
 from elasticsan_snapshotter.emulator.process import EmulatorInfo, EmulatorProcess
+from elasticsan_snapshotter.local_cluster import Artifacts, LocalCluster
 
 RESOURCE_GROUP = "rg-csi"
 SAN = "san-csi"
@@ -34,6 +35,7 @@ VOLUME_GROUP = "vg1"
 SEEDED_VOLUME = "seeded-vol"
 SEEDED_VOLUME_GIB = 5
 FAST_EMULATOR = ("--lro-retry-after", "0", "--throttle-retry-after", "0")
+SNAPSHOT_GROUP, SNAPSHOT_VERSION = "snapshot.storage.k8s.io", "v1"
 
 
 def unique_driver_name() -> str:
@@ -64,10 +66,13 @@ def volume_arm_id(info: EmulatorInfo, name: str) -> str:
 
 
 @contextmanager
-def emulator(state_dir: Path) -> Iterator[EmulatorProcess]:
+def emulator(
+    state_dir: Path, document: dict[str, Any] | None = None, extra_args: tuple[str, ...] = ()
+) -> Iterator[EmulatorProcess]:
+    """The emulator seeded with ``document`` (default: the SAN of these tests and one volume)."""
     seed = state_dir / "seed.json"
     state_dir.mkdir(parents=True, exist_ok=True)
-    document = {
+    document = document or {
         "elasticSans": [
             {
                 "resourceGroup": RESOURCE_GROUP,
@@ -83,7 +88,7 @@ def emulator(state_dir: Path) -> Iterator[EmulatorProcess]:
         ]
     }
     seed.write_text(json.dumps(document), encoding="utf-8")
-    process = EmulatorProcess(state_dir, seed=seed, extra_args=list(FAST_EMULATOR))
+    process = EmulatorProcess(state_dir, seed=seed, extra_args=[*FAST_EMULATOR, *extra_args])
     process.start()
     try:
         yield process
@@ -108,7 +113,9 @@ class Plugin:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def plugin_env(info: EmulatorInfo, driver_name: str, metrics_port: int) -> dict[str, str]:
+def plugin_env(
+    info: EmulatorInfo, driver_name: str, metrics_port: int, managed_san: str | None = None
+) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         {
@@ -120,7 +127,7 @@ def plugin_env(info: EmulatorInfo, driver_name: str, metrics_port: int) -> dict[
             "AZURE_TENANT_ID": info.tenant_id,
             "AZURE_CLIENT_ID": info.client_id,
             "AZURE_CLIENT_SECRET": info.client_secret,
-            "ESS_MANAGED_SANS": san_arm_id(info),
+            "ESS_MANAGED_SANS": managed_san or san_arm_id(info),
             "ESS_POLLING_INTERVAL": "0.1",
             "ESS_LOG_FORMAT": "text",
             "ESS_METRICS_PORT": str(metrics_port),
@@ -130,7 +137,9 @@ def plugin_env(info: EmulatorInfo, driver_name: str, metrics_port: int) -> dict[
 
 
 @contextmanager
-def csi_controller(info: EmulatorInfo, workdir: Path, driver_name: str) -> Iterator[Plugin]:
+def csi_controller(
+    info: EmulatorInfo, workdir: Path, driver_name: str, managed_san: str | None = None
+) -> Iterator[Plugin]:
     """``elasticsan-snapshotter csi-controller`` as a child process, stopped with SIGTERM at the end."""
     socket = workdir / "controller.sock"
     endpoint = f"unix://{socket}"
@@ -142,7 +151,7 @@ def csi_controller(info: EmulatorInfo, workdir: Path, driver_name: str) -> Itera
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=plugin_env(info, driver_name, metrics_port),
+            env=plugin_env(info, driver_name, metrics_port, managed_san),
         )
     plugin = Plugin(endpoint, socket, driver_name, process, log_path, metrics_port)
     try:
@@ -222,3 +231,39 @@ def null_node(workdir: Path, driver_name: str) -> Iterator[str]:
         yield f"unix://{socket}"
     finally:
         server.stop(grace=2).wait()
+
+
+@contextmanager
+def csi_snapshotter(
+    artifacts: Artifacts, cluster: LocalCluster, plugin: Plugin, log_path: Path
+) -> Iterator[None]:
+    """The pinned csi-snapshotter sidecar on the plugin's socket; its log tail is printed at the end."""
+    with log_path.open("wb") as log:
+        sidecar = subprocess.Popen(
+            [
+                str(artifacts.binary("csi-snapshotter")),
+                f"--kubeconfig={cluster.kubeconfig}",
+                f"--csi-address={plugin.socket}",
+                "--leader-election=false",
+                "--timeout=60s",
+                "--v=4",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        yield
+    finally:
+        sidecar.terminate()
+        try:
+            sidecar.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            sidecar.kill()
+            sidecar.wait()
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
+        print(f"csi-snapshotter log tail:\n{tail}")
+
+
+def emulator_snapshots(process: EmulatorProcess) -> list[str]:
+    return [str(r["id"]) for r in process.admin.resources() if "/snapshots/" in str(r["id"]).lower()]

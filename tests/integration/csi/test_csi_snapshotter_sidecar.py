@@ -11,7 +11,6 @@ operator's snapshotter (which other tests may run in this session) never sees th
 from __future__ import annotations
 
 import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +20,13 @@ import pytest
 from csi_harness import (
     SEEDED_VOLUME,
     SEEDED_VOLUME_GIB,
+    SNAPSHOT_GROUP,
+    SNAPSHOT_VERSION,
     Plugin,
     csi_controller,
+    csi_snapshotter,
     emulator,
+    emulator_snapshots,
     short_dir,
     unique_driver_name,
     volume_arm_id,
@@ -36,7 +39,7 @@ from elasticsan_snapshotter.emulator.process import EmulatorProcess
 from elasticsan_snapshotter.local_cluster import Artifacts, LocalCluster
 from waiting import wait_for
 
-GROUP, VERSION = "snapshot.storage.k8s.io", "v1"
+GROUP, VERSION = SNAPSHOT_GROUP, SNAPSHOT_VERSION
 GIB = 1024**3
 
 
@@ -46,42 +49,15 @@ def stack(
 ) -> Iterator[tuple[EmulatorProcess, Plugin]]:
     """Emulator, csi-controller and the csi-snapshotter sidecar on its socket, for a fresh driver name."""
     workdir = short_dir("sidecar-")
-    sidecar_log = tmp_path / "csi-snapshotter.log"
     try:
         with (
             emulator(tmp_path / "emulator") as process,
             csi_controller(process.info, workdir, unique_driver_name()) as plugin,
-            sidecar_log.open("wb") as log,
+            csi_snapshotter(artifacts, cluster, plugin, tmp_path / "csi-snapshotter.log"),
         ):
-            sidecar = subprocess.Popen(
-                [
-                    str(artifacts.binary("csi-snapshotter")),
-                    f"--kubeconfig={cluster.kubeconfig}",
-                    f"--csi-address={plugin.socket}",
-                    "--leader-election=false",
-                    "--timeout=60s",
-                    "--v=4",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-            try:
-                yield process, plugin
-            finally:
-                sidecar.terminate()
-                try:
-                    sidecar.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    sidecar.kill()
-                    sidecar.wait()
-                print(f"csi-snapshotter log tail:\n{_tail(sidecar_log)}")
+            yield process, plugin
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
 def static_pv(name: str, handle: str) -> dict[str, Any]:
@@ -116,10 +92,6 @@ def claim(name: str, namespace: str, pv_name: str) -> dict[str, Any]:
             "volumeName": pv_name,
         },
     }
-
-
-def emulator_snapshots(process: EmulatorProcess) -> list[str]:
-    return [str(r["id"]) for r in process.admin.resources() if "/snapshots/" in str(r["id"]).lower()]
 
 
 def test_volume_snapshot_through_the_upstream_sidecar(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from azure.mgmt.elasticsan import ElasticSanMgmtClient
@@ -14,10 +13,7 @@ from operator_scenario import FAST, Kube, StartOperator
 
 from elasticsan_snapshotter.emulator.process import EmulatorProcess
 from elasticsan_snapshotter.local_cluster import Artifacts, LocalCluster
-
-EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
-SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
-SAN_ID = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/my-rg/providers/Microsoft.ElasticSan/elasticSans/my-elastic-san"
+from examples_seed import EXAMPLE_SEED, EXAMPLES, SAN_ID, SUBSCRIPTION
 
 
 @pytest.fixture(scope="module")
@@ -25,24 +21,7 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProce
     """An emulator holding exactly the resources the examples name."""
     state = tmp_path_factory.mktemp("examples-emulator")
     seed = state / "seed.json"
-    seed.write_text(
-        json.dumps(
-            {
-                "elasticSans": [
-                    {
-                        "resourceGroup": "my-rg",
-                        "name": "my-elastic-san",
-                        "location": "westeurope",
-                        "baseSizeTiB": 1,
-                        "extendedCapacitySizeTiB": 0,
-                        "volumeGroups": [
-                            {"name": "my-volume-group", "volumes": [{"name": "my-volume", "sizeGiB": 10}]}
-                        ],
-                    }
-                ]
-            }
-        )
-    )
+    seed.write_text(json.dumps(EXAMPLE_SEED))
     process = EmulatorProcess(
         state / "state", seed=seed, extra_args=[*FAST, "--subscription-id", SUBSCRIPTION]
     )
