@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from elasticsan_snapshotter.domain.errors import InvalidRequest, quote
 
@@ -156,9 +156,19 @@ class _VolumeGroupChild(_CaseInsensitive):
 
     _kind = "volume"
     _segment = "volumes"
+    _pattern = "volume"
 
     def __post_init__(self) -> None:
         _check_segment(self._kind, self.name)
+
+    @classmethod
+    def parse(cls, value: str, default_subscription: str) -> Self:
+        """Parse an ARM ID or a compact handle of this kind."""
+        if value.startswith("/"):
+            sub, rg, san, vg, name = _match(cls._pattern, value, f"an Elastic SAN {cls._kind}")
+        else:
+            sub, rg, san, vg, name = _split_handle(value, 4, cls._kind, default_subscription)
+        return cls(VolumeGroupId(ElasticSanId(sub, rg, san), vg), name)
 
     def _parts(self) -> tuple[str, ...]:
         return (*self.volume_group._parts(), self.name)
@@ -182,15 +192,6 @@ class _VolumeGroupChild(_CaseInsensitive):
 class VolumeId(_VolumeGroupChild):
     """An Elastic SAN volume."""
 
-    @classmethod
-    def parse(cls, value: str, default_subscription: str) -> VolumeId:
-        """Parse an ARM ID or a compact volume handle."""
-        if value.startswith("/"):
-            sub, rg, san, vg, name = _match("volume", value, "an Elastic SAN volume")
-            return cls(VolumeGroupId(ElasticSanId(sub, rg, san), vg), name)
-        sub, rg, san, vg, name = _split_handle(value, 4, "volume", default_subscription)
-        return cls(VolumeGroupId(ElasticSanId(sub, rg, san), vg), name)
-
 
 @dataclass(frozen=True, eq=False)
 class SnapshotId(_VolumeGroupChild):
@@ -198,14 +199,7 @@ class SnapshotId(_VolumeGroupChild):
 
     _kind = "volume snapshot"
     _segment = "snapshots"
-
-    @classmethod
-    def parse(cls, value: str, default_subscription: str) -> SnapshotId:
-        if value.startswith("/"):
-            sub, rg, san, vg, name = _match("snapshot", value, "an Elastic SAN volume snapshot")
-            return cls(VolumeGroupId(ElasticSanId(sub, rg, san), vg), name)
-        sub, rg, san, vg, name = _split_handle(value, 4, "volume snapshot", default_subscription)
-        return cls(VolumeGroupId(ElasticSanId(sub, rg, san), vg), name)
+    _pattern = "snapshot"
 
 
 @dataclass(frozen=True, eq=False)
