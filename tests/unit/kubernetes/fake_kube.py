@@ -26,6 +26,7 @@ from typing import Any
 from elasticsan_snapshotter.kubernetes import resources
 from elasticsan_snapshotter.kubernetes.api import Body, KubeApi, _translate
 from elasticsan_snapshotter.kubernetes.resources import Resource
+from kube_stand_in import merged
 
 RESOURCES = {r.plural: r for r in vars(resources).values() if isinstance(r, Resource)}
 WITH_STATUS = {
@@ -261,7 +262,7 @@ class FakeKube(KubeApi):
                     method,
                     path,
                 )
-            updated = _merge(copy.deepcopy(current), patch)
+            updated = merged(copy.deepcopy(current), patch)
         if resource.plural in WITH_STATUS:
             if sub == "status":
                 status = updated.get("status")
@@ -313,20 +314,6 @@ def _parse(path: str) -> tuple[Resource, str, str, str]:
     name = rest[1] if len(rest) > 1 else ""
     subresource = rest[2] if len(rest) > 2 else ""
     return resource, namespace, name, subresource
-
-
-def _merge(target: Any, patch: Any) -> Any:
-    """RFC 7386 merge patch."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    if not isinstance(target, dict):
-        target = {}
-    for k, v in patch.items():
-        if v is None:
-            target.pop(k, None)
-        else:
-            target[k] = _merge(target.get(k), v)
-    return target
 
 
 def _json_patch(doc: Body, ops: list[dict[str, Any]]) -> Body:
