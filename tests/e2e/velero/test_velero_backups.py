@@ -66,8 +66,8 @@ def snapshot_arm_id(volume: Any, handle: str) -> str:
     return volume.id.rsplit("/volumes/", 1)[0] + "/snapshots/" + handle.split("#")[-1]
 
 
-def restored_volume(kube: Kube, esan: ElasticSanMgmtClient, namespace: str) -> Any:
-    claim = kube.wait_claim_bound(namespace, "data", timeout=180)
+def restored_volume(kube: Kube, esan: ElasticSanMgmtClient, namespace: str, name: str = "data") -> Any:
+    claim = kube.wait_claim_bound(namespace, name, timeout=180)
     return esan.volumes.get(RESOURCE_GROUP, SAN, VOLUME_GROUP, f"pvc-{claim.metadata.uid}")
 
 

@@ -6,7 +6,9 @@ owned by it, comparing the owner reference's apiVersion with ``groupsnapshot.sto
 exactly. snapshot-controller v8.6.0 writes ``groupsnapshot.storage.k8s.io/v1``, so Velero never
 finds the members and the backup ends PartiallyFailed, although the group was cut. This test pins
 that: what the operator does (one Elastic SAN snapshot per member, members ready), where Velero
-stops, and what a user must clean up afterwards. Docs: docs/install.md, "Volume groups".
+stops, and what a user must clean up afterwards; and the way around it: with another group label
+key, Velero backs the same claims up one VolumeSnapshot each and restores every one of them.
+Docs: docs/install.md, "Velero and volume groups".
 """
 
 from __future__ import annotations
@@ -16,10 +18,14 @@ from typing import Any
 
 import pytest
 from azure.mgmt.elasticsan import ElasticSanMgmtClient
+from content_scenario import checksums, mount_claim, write_files
 from group_scenario import GROUPS, GROUPS_VERSION, Groups, group_snapshots
-from operator_scenario import Kube, unique_name
-from velero_stack import VeleroObjects
+from operator_scenario import Kube, snapshots_of, unique_name
+from test_velero_backups import gone, restored_volume
+from velero_stack import NAMESPACE as VELERO_NAMESPACE
+from velero_stack import VELERO_GROUP, VELERO_VERSION, VeleroObjects
 
+from elasticsan_snapshotter.local_cluster.node import NodeStandIn
 from elasticsan_snapshotter.local_cluster.operator_process import OperatorProcess
 from waiting import wait_for
 
@@ -28,6 +34,7 @@ GROUP_CLASS_LABEL = "velero.io/csi-volumegroupsnapshot-class"
 SERVED_OWNER_VERSION = f"{GROUPS}/{GROUPS_VERSION}"  # what snapshot-controller v8.6.0 writes
 VELERO_OWNER_VERSION = f"{GROUPS}/v1beta1"  # what Velero v1.18.0 looks for
 MEMBER_WAIT = "timeout waiting for VolumeSnapshots associated with VGS"
+FILES = ["a.bin", "b.bin"]
 
 pytestmark = pytest.mark.usefixtures("velero_artifacts")
 
@@ -134,3 +141,65 @@ def test_a_group_backup_is_cut_but_velero_1_18_0_misses_the_v1_members(
         timeout=180,
     )
     wait_for("the groups to go", lambda: not groups_of_backup(kube, namespace, name), timeout=120)
+
+
+def test_with_another_group_label_key_each_labelled_claim_is_backed_up_and_restored_alone(
+    operator: OperatorProcess,
+    velero: VeleroObjects,
+    node: NodeStandIn,
+    esan: ElasticSanMgmtClient,
+    kube: Kube,
+    namespace: str,
+    source_volume: Callable[..., Any],
+    velero_group_class: str,
+) -> None:
+    groups = Groups(kube, namespace)
+    storage_class = unique_name("esan")
+    kube.create_storage_class(storage_class)
+    kube.create_snapshot_class(unique_name("esan-snap"))
+    claims = dict(groups.labelled_claims(source_volume, storage_class, 2, {VOLUME_GROUP_LABEL: "db"}))
+    pvs = [kube.core.read_namespaced_persistent_volume_claim(c, namespace).spec.volume_name for c in claims]
+    mounts = {c: mount_claim(node, kube, namespace, c) for c in claims}
+    backed_up = {c: write_files(m, FILES) for c, m in mounts.items()}
+
+    # What the server flag --volume-group-snapshot-label-key sets for every backup, for one backup.
+    name = unique_name("ungrouped")
+    kube.custom.create_namespaced_custom_object(
+        VELERO_GROUP,
+        VELERO_VERSION,
+        VELERO_NAMESPACE,
+        "backups",
+        {
+            "apiVersion": f"{VELERO_GROUP}/{VELERO_VERSION}",
+            "kind": "Backup",
+            "metadata": {"name": name, "namespace": VELERO_NAMESPACE},
+            "spec": {
+                "includedNamespaces": [namespace],
+                "snapshotVolumes": True,
+                "volumeGroupSnapshotLabelKey": "example.com/no-such-group",
+            },
+        },
+    )
+    status = velero.wait_phase("backups", name, {"Completed"})["status"]
+    assert status["phase"] == "Completed", status
+    assert status.get("warnings", 0) == 0, velero.stack.cli("backup", "logs", name)
+    assert status.get("csiVolumeSnapshotsCompleted") == status.get("csiVolumeSnapshotsAttempted") == 2
+    assert groups_of_backup(kube, namespace, name) == []
+    for volume in claims.values():
+        [snapshot] = snapshots_of(esan, volume.name)
+        assert not snapshot.name.startswith("group-")
+    for mount in mounts.values():
+        node.unpublish(mount)
+
+    kube.core.delete_namespace(namespace)
+    wait_for("the namespace to go", lambda: gone(lambda: kube.core.read_namespace(namespace)), timeout=180)
+    for pv in pvs:
+        kube.core.delete_persistent_volume(pv)
+    restore = velero.restore(unique_name("restore"), name)
+    assert restore["status"]["phase"] == "Completed", restore["status"]
+    for claim, volume in claims.items():
+        new_volume = restored_volume(kube, esan, namespace, claim)
+        assert new_volume.creation_data.source_id.lower() == snapshots_of(esan, volume.name)[0].id.lower()
+        restored = mount_claim(node, kube, namespace, claim)
+        assert not restored.formatted
+        assert checksums(restored, FILES) == backed_up[claim]
