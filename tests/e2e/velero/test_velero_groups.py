@@ -31,6 +31,7 @@ from waiting import wait_for
 
 VOLUME_GROUP_LABEL = "velero.io/volume-group"
 GROUP_CLASS_LABEL = "velero.io/csi-volumegroupsnapshot-class"
+GROUP_CLASS_ANNOTATION = "velero.io/csi-volume-group-snapshot-class"
 SERVED_OWNER_VERSION = f"{GROUPS}/{GROUPS_VERSION}"  # what snapshot-controller v8.6.0 writes
 VELERO_OWNER_VERSION = f"{GROUPS}/v1beta1"  # what Velero v1.18.0 looks for
 MEMBER_WAIT = "timeout waiting for VolumeSnapshots associated with VGS"
@@ -83,6 +84,12 @@ def test_a_group_backup_is_cut_but_velero_1_18_0_misses_the_v1_members(
     kube.create_snapshot_class(unique_name("esan-snap"))
     claims = dict(groups.labelled_claims(source_volume, storage_class, 2, {VOLUME_GROUP_LABEL: "db"}))
     sources = {volume.id.lower() for volume in claims.values()}
+    # Named on the claims too: other tests of the same cluster may leave labelled group classes
+    # of the same driver, and Velero refuses to choose among several.
+    for claim in claims:
+        kube.core.patch_namespaced_persistent_volume_claim(
+            claim, namespace, {"metadata": {"annotations": {GROUP_CLASS_ANNOTATION: velero_group_class}}}
+        )
 
     name = unique_name("grouped")
     # Velero waits this long for the members before it gives up on the group.
