@@ -81,6 +81,15 @@ def gone(read: Callable[[], Any]) -> bool:
     return False
 
 
+def remove_namespace_and_volumes(kube: Kube, namespace: str, *pvs: str) -> None:
+    """What a lost cluster or namespace leaves for a restore: neither the claims nor their PVs."""
+    kube.core.delete_namespace(namespace)
+    wait_for("the namespace to go", lambda: gone(lambda: kube.core.read_namespace(namespace)), timeout=180)
+    for pv in pvs:
+        kube.core.delete_persistent_volume(pv)
+        wait_for(f"the PV {pv} to go", lambda pv=pv: gone(lambda: kube.core.read_persistent_volume(pv)))
+
+
 def backup_contents_in_cluster(kube: Kube, backup: str) -> list[dict[str, Any]]:
     listed = kube.custom.list_cluster_custom_object(
         GROUP, VERSION, "volumesnapshotcontents", label_selector=f"velero.io/backup-name={backup}"
@@ -112,10 +121,7 @@ def test_backup_then_restore_after_the_namespace_and_volume_are_gone(
     # Velero's finalizing step removed its VolumeSnapshots and contents; the snapshot stayed.
     assert backup_contents_in_cluster(kube, backup_name) == []
 
-    kube.core.delete_namespace(namespace)
-    wait_for("the namespace to go", lambda: gone(lambda: kube.core.read_namespace(namespace)), timeout=180)
-    kube.core.delete_persistent_volume(pv)
-    wait_for("the PV to go", lambda: gone(lambda: kube.core.read_persistent_volume(pv)))
+    remove_namespace_and_volumes(kube, namespace, pv)
 
     restore = velero.restore(unique_name("restore"), backup_name)
     assert restore["status"]["phase"] == "Completed", restore["status"]

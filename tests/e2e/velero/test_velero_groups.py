@@ -21,7 +21,7 @@ from azure.mgmt.elasticsan import ElasticSanMgmtClient
 from content_scenario import checksums, mount_claim, write_files
 from group_scenario import GROUPS, GROUPS_VERSION, Groups, group_snapshots
 from operator_scenario import Kube, snapshots_of, unique_name
-from test_velero_backups import gone, restored_volume
+from test_velero_backups import remove_namespace_and_volumes, restored_volume
 from velero_stack import NAMESPACE as VELERO_NAMESPACE
 from velero_stack import VELERO_GROUP, VELERO_VERSION, VeleroObjects
 
@@ -69,6 +69,14 @@ def groups_of_backup(kube: Kube, namespace: str, backup: str) -> list[dict[str, 
     return list(listed["items"])
 
 
+def labelled_claims(kube: Kube, groups: Groups, source_volume: Callable[..., Any]) -> dict[str, Any]:
+    """Two claims in group ``db`` with the classes Velero picks; claim name to Elastic SAN volume."""
+    storage_class = unique_name("esan")
+    kube.create_storage_class(storage_class)
+    kube.create_snapshot_class(unique_name("esan-snap"))
+    return dict(groups.labelled_claims(source_volume, storage_class, 2, {VOLUME_GROUP_LABEL: "db"}))
+
+
 def test_a_group_backup_is_cut_but_velero_1_18_0_misses_the_v1_members(
     operator: OperatorProcess,
     velero: VeleroObjects,
@@ -79,10 +87,7 @@ def test_a_group_backup_is_cut_but_velero_1_18_0_misses_the_v1_members(
     velero_group_class: str,
 ) -> None:
     groups = Groups(kube, namespace)
-    storage_class = unique_name("esan")
-    kube.create_storage_class(storage_class)
-    kube.create_snapshot_class(unique_name("esan-snap"))
-    claims = dict(groups.labelled_claims(source_volume, storage_class, 2, {VOLUME_GROUP_LABEL: "db"}))
+    claims = labelled_claims(kube, groups, source_volume)
     sources = {volume.id.lower() for volume in claims.values()}
     # Named on the claims too: other tests of the same cluster may leave labelled group classes
     # of the same driver, and Velero refuses to choose among several.
@@ -161,10 +166,7 @@ def test_with_another_group_label_key_each_labelled_claim_is_backed_up_and_resto
     velero_group_class: str,
 ) -> None:
     groups = Groups(kube, namespace)
-    storage_class = unique_name("esan")
-    kube.create_storage_class(storage_class)
-    kube.create_snapshot_class(unique_name("esan-snap"))
-    claims = dict(groups.labelled_claims(source_volume, storage_class, 2, {VOLUME_GROUP_LABEL: "db"}))
+    claims = labelled_claims(kube, groups, source_volume)
     pvs = [kube.core.read_namespaced_persistent_volume_claim(c, namespace).spec.volume_name for c in claims]
     mounts = {c: mount_claim(node, kube, namespace, c) for c in claims}
     backed_up = {c: write_files(m, FILES) for c, m in mounts.items()}
@@ -198,10 +200,7 @@ def test_with_another_group_label_key_each_labelled_claim_is_backed_up_and_resto
     for mount in mounts.values():
         node.unpublish(mount)
 
-    kube.core.delete_namespace(namespace)
-    wait_for("the namespace to go", lambda: gone(lambda: kube.core.read_namespace(namespace)), timeout=180)
-    for pv in pvs:
-        kube.core.delete_persistent_volume(pv)
+    remove_namespace_and_volumes(kube, namespace, *pvs)
     restore = velero.restore(unique_name("restore"), name)
     assert restore["status"]["phase"] == "Completed", restore["status"]
     for claim, volume in claims.items():
