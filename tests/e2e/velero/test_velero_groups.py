@@ -4,7 +4,7 @@ Velero 1.18.0 makes a VolumeGroupSnapshot (through ``groupsnapshot.storage.k8s.i
 the claims that share a ``velero.io/volume-group`` value, then waits for member VolumeSnapshots
 owned by it, comparing the owner reference's apiVersion with ``groupsnapshot.storage.k8s.io/v1beta1``
 exactly. snapshot-controller v8.6.0 writes ``groupsnapshot.storage.k8s.io/v1``, so Velero never
-finds the members and the backup ends PartiallyFailed, although the group was cut. This test pins
+finds the members and the backup ends PartiallyFailed, although the group was cut. These tests pin
 that: what the operator does (one Elastic SAN snapshot per member, members ready), where Velero
 stops, and what a user must clean up afterwards; and the way around it: with another group label
 key, Velero backs the same claims up one VolumeSnapshot each and restores every one of them.
