@@ -66,8 +66,8 @@ def snapshot_arm_id(volume: Any, handle: str) -> str:
     return volume.id.rsplit("/volumes/", 1)[0] + "/snapshots/" + handle.split("#")[-1]
 
 
-def restored_volume(kube: Kube, esan: ElasticSanMgmtClient, namespace: str) -> Any:
-    claim = kube.wait_claim_bound(namespace, "data", timeout=180)
+def restored_volume(kube: Kube, esan: ElasticSanMgmtClient, namespace: str, name: str = "data") -> Any:
+    claim = kube.wait_claim_bound(namespace, name, timeout=180)
     return esan.volumes.get(RESOURCE_GROUP, SAN, VOLUME_GROUP, f"pvc-{claim.metadata.uid}")
 
 
@@ -79,6 +79,15 @@ def gone(read: Callable[[], Any]) -> bool:
             return True
         raise
     return False
+
+
+def remove_namespace_and_volumes(kube: Kube, namespace: str, *pvs: str) -> None:
+    """What a lost cluster or namespace leaves for a restore: neither the claims nor their PVs."""
+    kube.core.delete_namespace(namespace)
+    wait_for("the namespace to go", lambda: gone(lambda: kube.core.read_namespace(namespace)), timeout=180)
+    for pv in pvs:
+        kube.core.delete_persistent_volume(pv)
+        wait_for(f"the PV {pv} to go", lambda pv=pv: gone(lambda: kube.core.read_persistent_volume(pv)))
 
 
 def backup_contents_in_cluster(kube: Kube, backup: str) -> list[dict[str, Any]]:
@@ -112,10 +121,7 @@ def test_backup_then_restore_after_the_namespace_and_volume_are_gone(
     # Velero's finalizing step removed its VolumeSnapshots and contents; the snapshot stayed.
     assert backup_contents_in_cluster(kube, backup_name) == []
 
-    kube.core.delete_namespace(namespace)
-    wait_for("the namespace to go", lambda: gone(lambda: kube.core.read_namespace(namespace)), timeout=180)
-    kube.core.delete_persistent_volume(pv)
-    wait_for("the PV to go", lambda: gone(lambda: kube.core.read_persistent_volume(pv)))
+    remove_namespace_and_volumes(kube, namespace, pv)
 
     restore = velero.restore(unique_name("restore"), backup_name)
     assert restore["status"]["phase"] == "Completed", restore["status"]
