@@ -56,6 +56,7 @@ from elasticsan_snapshotter.kubernetes.schedule_exports import ScheduledExports
 from elasticsan_snapshotter.kubernetes.schedule_groups import GroupRetention, check, group_tick
 from elasticsan_snapshotter.kubernetes.schedule_limits import demand_of, pressure, spec_key
 from elasticsan_snapshotter.kubernetes.schedule_objects import (
+    group_of,
     is_ours,
     owner_key,
     planned,
@@ -95,6 +96,8 @@ class ScheduleReconciler(Reconciler):
     claims: Store = field(init=False, default_factory=lambda: Store(slim_claim))
     snapshots: Store = field(init=False, default_factory=lambda: Store(slim_snapshot))
     groups: Store = field(init=False, default_factory=lambda: Store(slim_snapshot))
+    members: Store = field(init=False, default_factory=lambda: Store(slim_snapshot))
+    """Member VolumeSnapshots of VolumeGroupSnapshots: what holds a group, and what mode Group exports."""
     _counted: set[str] = field(init=False, default_factory=set)
     _azure_counts: dict[str, int] = field(init=False, default_factory=dict)
     _skips_counted: dict[tuple[str, str, str], None] = field(init=False, default_factory=dict)
@@ -107,9 +110,14 @@ class ScheduleReconciler(Reconciler):
     # -- watch events, fed by the handlers -------------------------------------------------
 
     def snapshot_event(self, event_type: str | None, body: Body) -> str | None:
-        """Keep our own VolumeSnapshots; the key of the schedule to look at again."""
+        """Keep our own VolumeSnapshots and group members; the key of the schedule to look at again."""
         if not is_ours(body):
-            return None
+            group = group_of(body)
+            if group is None:
+                return None
+            self.members.apply(event_type, body)
+            found = self.groups.get(f"{body['metadata'].get('namespace')}/{group}")
+            return owner_key(found) if found is not None else None
         self.snapshots.apply(event_type, body)
         if event_type == "DELETED":
             self._counted.discard(str(body["metadata"].get("uid")))

@@ -7,6 +7,7 @@ The real API server, snapshot-controller (with its group controller), the operat
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from azure.mgmt.elasticsan import ElasticSanMgmtClient
@@ -14,7 +15,15 @@ from export_scenario import install_crd
 from group_scenario import GROUPS, GROUPS_VERSION, Groups, group_snapshots
 from kubernetes import client as k8s
 from operator_scenario import Kube, StartOperator
-from schedule_scenario import ANN_TIME, LABEL_UID, MINIMUM_INTERVAL, SCHEDULE_CRD, WINDOW, Schedules
+from schedule_scenario import (
+    ANN_TIME,
+    LABEL_UID,
+    MINIMUM_INTERVAL,
+    SCHEDULE_CRD,
+    WINDOW,
+    Schedules,
+    parse_time,
+)
 
 from elasticsan_snapshotter.emulator.process import EmulatorProcess
 from waiting import wait_for
@@ -113,3 +122,80 @@ def test_group_schedule_runs_trims_and_makes_one_group_per_tick_across_a_restart
         assert {t["claim"] for t in status["targets"]} == {"member-0", "member-1"}
     finally:
         operator.stop()
+
+
+def test_a_group_whose_member_is_restored_from_outlives_retention(
+    start_operator: StartOperator,
+    kube: Kube,
+    namespace: str,
+    api_client: k8s.ApiClient,
+    source_volume: Callable[..., Any],
+) -> None:
+    install_crd(api_client, SCHEDULE_CRD)
+    groups = Groups(kube, namespace)
+    storage_class, group_class = groups.classes("Delete")
+    groups.labelled_claims(source_volume, storage_class, 2, {"app": "held"})
+    schedules = Schedules(api_client)
+    operator = start_operator(**OPERATOR_ENV)
+    try:
+        uid = schedules.create(
+            namespace,
+            "held",
+            schedule="@every 5s",
+            mode="Group",
+            source={"selector": {"matchLabels": {"app": "held"}}},
+            groupSnapshotClassName=group_class,
+            jitterSeconds=0,
+            startingDeadlineSeconds=30,
+            retention={"keepLast": 1},
+        )["metadata"]["uid"]
+        first = wait_for("the first scheduled group", lambda: schedule_groups(groups, uid), timeout=90)[0]
+        held_group, held_tick = first["metadata"]["name"], first["metadata"]["annotations"][ANN_TIME]
+        members = groups.wait_members_ready(held_group, 2)
+        member = next(
+            vs["metadata"]["name"]
+            for vs in members
+            if vs["spec"]["source"]["persistentVolumeClaimName"] == "member-1"
+        )
+        # A restore from one member on a class that does not exist: the claim stays Pending.
+        kube.create_claim(namespace, "restore", "no-such-class", snapshot=member)
+
+        def trimmed_around_the_held_group() -> bool:
+            current = schedule_groups(groups, uid)
+            others = [g for g in current if g["metadata"]["name"] != held_group]
+            ready = [g for g in others if (g.get("status") or {}).get("readyToUse")]
+            latest = max((g["metadata"]["annotations"][ANN_TIME] for g in ready), default=held_tick)
+            # keepLast 1 left one newer ready group, three ticks past the held one: the hold worked.
+            held = any(g["metadata"]["name"] == held_group for g in current)
+            return held and len(ready) == 1 and latest >= _plus(held_tick, 15)
+
+        wait_for(
+            "retention to trim the newer groups and keep the held one", trimmed_around_the_held_group, 120
+        )
+        blocked = wait_for(
+            "RetentionBlocked",
+            lambda: (
+                (c := schedules.condition(namespace, "held", "RetentionBlocked"))
+                and c["status"] == "True"
+                and c
+            ),
+            timeout=30,
+        )
+        assert (
+            f"{held_group} (member {member} is the dataSource of a claim that is not Bound yet)"
+            in (blocked["message"])
+        ), blocked
+        assert groups.get(held_group) is not None
+        kube.core.delete_namespaced_persistent_volume_claim("restore", namespace)
+        wait_for(
+            "the released group to be trimmed",
+            lambda: held_group not in {g["metadata"]["name"] for g in schedule_groups(groups, uid)},
+            timeout=60,
+        )
+        schedules.patch(namespace, "held", {"suspend": True})
+    finally:
+        operator.stop()
+
+
+def _plus(stamp: str, seconds: int) -> str:
+    return (parse_time(stamp) + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")

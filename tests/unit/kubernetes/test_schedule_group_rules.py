@@ -43,13 +43,67 @@ def groups(h: Harness) -> list[dict[str, Any]]:
 
 
 def mark_groups(h: Harness, ready: bool = True, only: str | None = None) -> None:
-    """The snapshot-controller's part: groups of ours (or just ``only``) become ready (or fail)."""
+    """The snapshot-controller's part: groups of ours (or just ``only``) become ready (or fail).
+
+    A group that becomes ready gets a ready member VolumeSnapshot per claim, owned by the group.
+    """
     for group in groups(h):
         if only not in (None, group["metadata"]["name"]):
             continue
         if not (group.get("status") or {}).get("readyToUse"):
             group["status"] = {"readyToUse": True} if ready else {"error": {"message": "cut failed"}}
+            if ready:
+                for claim in ("db-0", "db-1"):
+                    add_member(h, group, claim)
         h.rec.group_event("MODIFIED", group)
+
+
+def add_member(h: Harness, group: dict[str, Any], claim: str) -> dict[str, Any]:
+    meta = group["metadata"]
+    name = f"snapshot-{meta['uid']}-{claim}"
+    vs = {
+        "metadata": {
+            "name": name,
+            "namespace": "ns",
+            "uid": f"uid-{name}",
+            "ownerReferences": [{"kind": "VolumeGroupSnapshot", "name": meta["name"], "uid": meta["uid"]}],
+        },
+        "spec": {"source": {"persistentVolumeClaimName": claim}},
+        "status": {"readyToUse": True, "volumeGroupSnapshotName": meta["name"]},
+    }
+    h.api.objects[("volumesnapshots", "ns", name)] = vs
+    assert h.rec.snapshot_event("ADDED", vs) == "ns/every-minute"
+    return vs
+
+
+def member_of(h: Harness, group: str, claim: str) -> str:
+    [name] = [
+        vs["metadata"]["name"]
+        for vs in h.api.snapshots()
+        if vs["metadata"]["ownerReferences"][0]["name"] == group
+        and vs["spec"]["source"]["persistentVolumeClaimName"] == claim
+    ]
+    return name
+
+
+def restore_from(name: str) -> dict[str, Any]:
+    """A claim, not Bound yet, whose dataSource is the VolumeSnapshot ``name``."""
+    return {
+        "metadata": {"name": "restore", "namespace": "ns", "uid": "u-restore"},
+        "spec": {
+            "dataSource": {"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": name}
+        },
+        "status": {"phase": "Pending"},
+    }
+
+
+def export_of(name: str, phase: str = "Running") -> dict[str, Any]:
+    """An export (made by hand) reading the VolumeSnapshot ``name``."""
+    return {
+        "metadata": {"name": f"by-hand-{name}"[:60], "namespace": "ns", "uid": "u-export"},
+        "spec": {"source": {"volumeSnapshotName": name}},
+        "status": {"phase": phase},
+    }
 
 
 async def test_a_tick_creates_one_group_over_the_selector_even_after_a_restart() -> None:
@@ -132,3 +186,42 @@ async def test_a_run_with_an_unbound_member_is_skipped_and_recorded() -> None:
     assert groups(h) == []
     assert h.status()["lastSkipped"]["reason"] == "ClaimNotBound"
     assert "db-2" in h.status()["lastSkipped"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("hold", "why"),
+    [
+        ("restore", "the dataSource of a claim that is not Bound yet"),
+        ("export", "the source of an export that has not finished"),
+    ],
+)
+async def test_a_group_whose_member_is_in_use_is_kept_and_reported(hold: str, why: str) -> None:
+    h = harness(retention={"keepLast": 1})
+    await h.reconcile()
+    mark_groups(h)
+    [first] = [g["metadata"]["name"] for g in groups(h)]
+    member = member_of(h, first, "db-1")
+    if hold == "restore":
+        h.rec.claim_event("ADDED", restore_from(member))
+    else:
+        h.exports.apply("ADDED", export_of(member))
+    for minute in (1, 2):
+        h.clock.now = START + timedelta(minutes=minute, seconds=1)
+        await h.reconcile()
+        mark_groups(h)
+    await h.reconcile()
+    left = sorted(g["metadata"]["name"] for g in groups(h))
+    # keepLast 1 keeps tick 2's group; tick 1's goes; tick 0's stays because its member is held.
+    assert len(left) == 2
+    assert first in left
+    blocked = h.condition("RetentionBlocked")
+    assert blocked["status"] == "True"
+    assert f"{first} (member {member} is {why})" in blocked["message"]
+    # Released: the next pass trims the group.
+    if hold == "restore":
+        h.rec.claim_event("DELETED", restore_from(member))
+    else:
+        h.exports.apply("MODIFIED", export_of(member, phase="Succeeded"))
+    await h.reconcile()
+    assert first not in {g["metadata"]["name"] for g in groups(h)}
+    assert h.condition("RetentionBlocked")["status"] == "False"
