@@ -132,7 +132,10 @@ class Runtime:
             group_driver_name=self.settings.group_driver_name,
         )
         self.export_reconciler = ExportReconciler(
-            **common, exports=self.exports, export_resource_group=self.settings.export_resource_group
+            **common,
+            exports=self.exports,
+            export_resource_group=self.settings.export_resource_group,
+            group_driver_name=self.settings.group_driver_name,
         )
         export_guard = ExportGuard(
             subscription=self.settings.subscription_id,

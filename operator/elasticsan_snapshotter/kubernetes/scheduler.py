@@ -13,10 +13,11 @@ Each reconcile of a schedule:
   are recorded, never run;
 * in mode Group (``schedule_groups``), creates instead one VolumeGroupSnapshot per
   tick over the selector, named by (schedule, tick), and applies retention to the
-  schedule's groups;
+  schedule's groups, holding a group while one of its members is in use;
 * applies retention per claim to the snapshots labelled with this schedule's
   UID (and nothing else), keeping what is in use;
-* runs scheduled exports (``schedule_exports``) and writes the status.
+* runs scheduled exports (``schedule_exports``; in mode Group of each member of
+  the chosen group) and writes the status.
 
 Pacing against Azure's 7 snapshots per volume per 5 minutes is the Azure
 adapter's: the snapshotter's create waits for the volume's slot.

@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from azure.mgmt.elasticsan import ElasticSanMgmtClient
-from export_scenario import install_crd
+from export_scenario import Exports, disk_snapshot, install_crd
 from group_scenario import GROUPS, GROUPS_VERSION, Groups, group_snapshots
 from kubernetes import client as k8s
 from operator_scenario import Kube, StartOperator
@@ -31,6 +31,7 @@ from waiting import wait_for
 EMULATOR_ARGS = ("--snapshot-rate-window", WINDOW)
 OPERATOR_ENV = {"ESS_SCHEDULE_MINIMUM_INTERVAL": MINIMUM_INTERVAL, "ESS_SNAPSHOT_WINDOW": WINDOW}
 KEEP_LAST = 2
+ANN_CLAIM = "elasticsan.snapshotter.dev/claim"
 
 
 def schedule_groups(groups: Groups, uid: str) -> list[dict[str, Any]]:
@@ -199,3 +200,96 @@ def test_a_group_whose_member_is_restored_from_outlives_retention(
 
 def _plus(stamp: str, seconds: int) -> str:
     return (parse_time(stamp) + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_group_schedule_exports_each_member_and_trims_by_the_export_retention(
+    start_operator: StartOperator,
+    emulator: EmulatorProcess,
+    kube: Kube,
+    namespace: str,
+    api_client: k8s.ApiClient,
+    source_volume: Callable[..., Any],
+) -> None:
+    install_crd(api_client)
+    install_crd(api_client, SCHEDULE_CRD)
+    groups = Groups(kube, namespace)
+    storage_class, group_class = groups.classes("Delete")
+    groups.labelled_claims(source_volume, storage_class, 2, {"app": "exported"})
+    schedules, exports = Schedules(api_client), Exports(api_client)
+    operator = start_operator(**OPERATOR_ENV)
+    try:
+        uid = schedules.create(
+            namespace,
+            "exported",
+            schedule="@every 5s",
+            mode="Group",
+            source={"selector": {"matchLabels": {"app": "exported"}}},
+            groupSnapshotClassName=group_class,
+            jitterSeconds=0,
+            startingDeadlineSeconds=30,
+            retention={"keepLast": 3},
+            export={"everyNthRun": 2, "retention": {"keepLast": 1}},
+        )["metadata"]["uid"]
+
+        members: dict[str, tuple[str, str]] = {}  # every member VolumeSnapshot seen: name -> (claim, group)
+
+        def succeeded() -> dict[str, list[dict[str, Any]]]:
+            """Succeeded exports of the schedule, per claim (and the members seen so far)."""
+            for vs in kube.custom.list_namespaced_custom_object(
+                "snapshot.storage.k8s.io", "v1", namespace, "volumesnapshots"
+            )["items"]:
+                for ref in vs["metadata"].get("ownerReferences") or []:
+                    if ref["kind"] == "VolumeGroupSnapshot":
+                        claim = vs["spec"]["source"]["persistentVolumeClaimName"]
+                        members[vs["metadata"]["name"]] = (claim, ref["name"])
+            found: dict[str, list[dict[str, Any]]] = {}
+            for export in exports.list(namespace, f"{LABEL_UID}={uid}"):
+                if (export.get("status") or {}).get("phase") == "Succeeded":
+                    found.setdefault(export["metadata"]["annotations"][ANN_CLAIM], []).append(export)
+            return found
+
+        first = wait_for(
+            "an export of each member to succeed",
+            lambda: (found := succeeded()) and set(found) == {"member-0", "member-1"} and found,
+            timeout=120,
+        )
+        first_exports = {claim: found[0] for claim, found in first.items()}
+        for claim, export in first_exports.items():
+            # The source is the claim's member snapshot of one of the schedule's groups (named by it).
+            source = export["spec"]["source"]["volumeSnapshotName"]
+            assert source in members, (source, members)
+            assert members[source][0] == claim
+            assert members[source][1].startswith("exported-group-")
+            assert export["spec"]["deletionPolicy"] == "Delete"
+            assert disk_snapshot(emulator, export["status"]["diskSnapshotId"]) is not None
+        wait_for(
+            "the first exports and their managed-disk snapshots to be trimmed",
+            lambda: all(
+                exports.get(namespace, e["metadata"]["name"]) is None
+                and disk_snapshot(emulator, e["status"]["diskSnapshotId"]) is None
+                for e in first_exports.values()
+            ),
+            timeout=120,
+        )
+        # keepLast 1 per claim: once trimmed, each member claim has exactly one newer export.
+        newer = wait_for(
+            "one newer export per claim",
+            lambda: (
+                (found := succeeded())
+                and set(found) == set(first_exports)
+                and all(len(items) == 1 for items in found.values())
+                and found
+            ),
+            timeout=60,
+        )
+        for claim, [export] in newer.items():
+            assert export["metadata"]["name"] != first_exports[claim]["metadata"]["name"]
+        schedules.patch(namespace, "exported", {"suspend": True})
+        status = schedules.status(namespace, "exported")
+        assert status.get("lastExportTime")
+        assert {t["claim"]: t["exports"] >= 1 for t in status["targets"]} == {
+            "member-0": True,
+            "member-1": True,
+        }
+    finally:
+        operator.stop()

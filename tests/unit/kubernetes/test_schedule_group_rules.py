@@ -225,3 +225,70 @@ async def test_a_group_whose_member_is_in_use_is_kept_and_reported(hold: str, wh
     await h.reconcile()
     assert first not in {g["metadata"]["name"] for g in groups(h)}
     assert h.condition("RetentionBlocked")["status"] == "False"
+
+
+def exports(h: Harness) -> dict[str, dict[str, Any]]:
+    return {
+        name: o for (plural, _, name), o in h.api.objects.items() if plural == "elasticsansnapshotexports"
+    }
+
+
+async def test_every_nth_group_run_exports_each_member_and_trims_per_claim() -> None:
+    h = harness(retention={"keepLast": 5}, export={"everyNthRun": 2, "retention": {"keepLast": 1}})
+    seen: dict[str, dict[str, Any]] = {}
+    for minute in range(5):
+        h.clock.now = START + timedelta(minutes=minute, seconds=1)
+        await h.reconcile()
+        mark_groups(h)
+        await h.reconcile()
+        for name, export in exports(h).items():
+            export["status"] = {"phase": "Succeeded"}
+            h.exports.apply("MODIFIED", export)
+            seen[name] = export
+    await h.reconcile()
+    made = list(seen.values())
+    # Ticks 0, 2 and 4: one export per member of that tick's group.
+    ticks = sorted({e["metadata"]["annotations"]["elasticsan.snapshotter.dev/scheduled-time"] for e in made})
+    assert ticks == ["2026-06-01T12:00:00Z", "2026-06-01T12:02:00Z", "2026-06-01T12:04:00Z"]
+    assert len(made) == 6
+    by_group = {
+        g["metadata"]["annotations"]["elasticsan.snapshotter.dev/scheduled-time"]: g for g in groups(h)
+    }
+    newest = by_group["2026-06-01T12:04:00Z"]["metadata"]["name"]
+    left = exports(h)
+    assert sorted(left) == sorted(member_of(h, newest, claim) for claim in ("db-0", "db-1"))
+    for name, export in left.items():
+        assert export["spec"]["source"] == {"volumeSnapshotName": name}
+        assert export["spec"]["deletionPolicy"] == "Delete"
+        assert export["metadata"]["labels"]["elasticsan.snapshotter.dev/schedule-uid"] == UID
+    claims = {e["metadata"]["annotations"]["elasticsan.snapshotter.dev/claim"] for e in left.values()}
+    assert claims == {"db-0", "db-1"}
+    assert all(t["exports"] == 1 for t in h.status()["targets"])
+    assert h.status()["lastExportTime"] == "2026-06-01T12:04:00Z"
+
+
+async def test_a_group_not_ready_yet_is_not_exported() -> None:
+    h = harness(export={"everyNthRun": 1, "retention": {"keepLast": 1}})
+    await h.reconcile()
+    [group] = groups(h)
+    for claim in ("db-0", "db-1"):
+        add_member(h, group, claim)  # members ready, the group itself not yet
+    await h.reconcile()
+    assert exports(h) == {}
+    mark_groups(h)
+    await h.reconcile()
+    assert len(exports(h)) == 2
+
+
+@pytest.mark.parametrize(("keep_last", "refused"), [(177, False), (178, True)])
+async def test_group_exports_count_in_the_limits(keep_last: int, refused: bool) -> None:
+    # keepLast + keepFailed 1 + one run in flight + one source held by a running export, against 180.
+    h = harness(retention={"keepLast": keep_last}, export={"everyNthRun": 1, "retention": {"keepLast": 1}})
+    await h.reconcile()
+    ready = h.condition("Ready")
+    if refused:
+        assert (ready["reason"], groups(h)) == ("LimitExceeded", [])
+        assert f"holds up to {keep_last + 3} snapshots per volume" in ready["message"]
+    else:
+        assert ready["reason"] != "LimitExceeded"
+        assert len(groups(h)) == 1
