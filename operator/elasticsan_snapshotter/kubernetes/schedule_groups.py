@@ -20,6 +20,7 @@ from elasticsan_snapshotter.kubernetes import schedule_status as sstatus
 from elasticsan_snapshotter.kubernetes.api import Body
 from elasticsan_snapshotter.kubernetes.resources import VOLUME_GROUP_SNAPSHOT
 from elasticsan_snapshotter.kubernetes.schedule_objects import (
+    RUN_AHEAD,
     group_of,
     holders,
     made_metadata,
@@ -78,7 +79,7 @@ async def group_tick(
     name, due = planned(plan, body, GROUP_TARGET, tick, window)
     if rec.groups.get(f"{namespace}/{name}") is not None:
         return False
-    verdict = judge(due, now, spec.deadline)
+    verdict = judge(due, now, spec.deadline, ahead=RUN_AHEAD)
     if verdict.action == WAIT:
         wake.append(verdict.due)
         return True

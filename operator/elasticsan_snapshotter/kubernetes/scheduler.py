@@ -57,6 +57,7 @@ from elasticsan_snapshotter.kubernetes.schedule_exports import ScheduledExports
 from elasticsan_snapshotter.kubernetes.schedule_groups import GroupRetention, check, group_tick
 from elasticsan_snapshotter.kubernetes.schedule_limits import demand_of, pressure, spec_key
 from elasticsan_snapshotter.kubernetes.schedule_objects import (
+    RUN_AHEAD,
     group_of,
     is_ours,
     owner_key,
@@ -77,8 +78,8 @@ MISSED_LIMIT = 10_000
 MAX_REMEMBERED = 10_000
 FULL_PASS_EVERY = timedelta(seconds=10)
 """While claims of a tick still wait for their jitter, retention and status run at most this often."""
-COALESCE = 1.0
-"""Shortest wait between reconciles of one schedule: claims due within a second run together."""
+COALESCE = RUN_AHEAD.total_seconds()
+"""Shortest wait between reconciles of one schedule: claims due within it run together (early)."""
 
 
 def utc_now() -> datetime:
@@ -258,7 +259,7 @@ class ScheduleReconciler(Reconciler):
             name, due = planned(plan, body, claim, tick, window)
             if self.snapshots.get(f"{namespace}/{name}") is not None:
                 continue
-            verdict = judge(due, now, spec.deadline)
+            verdict = judge(due, now, spec.deadline, ahead=RUN_AHEAD)
             if verdict.action == WAIT:
                 pending = True
                 wake.append(verdict.due)
