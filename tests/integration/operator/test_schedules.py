@@ -360,6 +360,11 @@ def test_deletion_policy_decides_what_outlives_the_schedule(
         {"export": {"everyNthRun": 2, "schedule": "@daily", "retention": {"keepLast": 1}}},
         {"startingDeadlineSeconds": 0},
         {"mode": "Group"},  # with claimNames: a VolumeGroupSnapshot selects by label only
+        # Limits that can never fit, judged at admission: 179 + keepFailed 1 + 1 in flight > 180.
+        {"retention": {"keepLast": 179}},
+        {"retention": {"hourly": 100, "daily": 79}},
+        {"retention": {"keepLast": 178}, "export": {"everyNthRun": 1, "retention": {"keepLast": 1}}},
+        {"retention": {"maxAge": "1d", "minKeepReady": 179}},
     ],
 )
 def test_bad_input_is_refused_by_the_api_server(
@@ -371,11 +376,27 @@ def test_bad_input_is_refused_by_the_api_server(
     assert caught.value.status == 422, caught.value.body
 
 
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"retention": {"keepLast": 178}},
+        {"retention": {"keepLast": 177}, "export": {"everyNthRun": 1, "retention": {"keepLast": 1}}},
+        {"retention": {"keepLast": 200, "maxAge": "1h"}},  # maxAge caps it: the operator judges
+    ],
+)
+def test_limits_at_admission_accept_what_fits(
+    crds: None, schedules: Schedules, namespace: str, spec: dict[str, Any]
+) -> None:
+    schedules.create(namespace, "fits", **every(60, "any-class", **spec))
+    schedules.delete(namespace, "fits")
+
+
 STATUS_REFUSALS = [
     ({"schedule": "61 * * * *"}, "InvalidSpec", "not a valid cron expression"),
     ({"timeZone": "Mars/Olympus"}, "InvalidSpec", "not a known IANA time zone"),
     ({"schedule": "@every 1s"}, "InvalidSpec", "minimum interval of 5s"),
-    ({"retention": {"keepLast": 190}}, "LimitExceeded", "budget is 180"),
+    # 20 minutes of 5-second ticks: only the operator can count what maxAge keeps (243 > 180).
+    ({"retention": {"maxAge": "20m"}}, "LimitExceeded", "budget is 180"),
 ]
 
 
