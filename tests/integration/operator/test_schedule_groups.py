@@ -285,6 +285,21 @@ def test_group_schedule_exports_each_member_and_trims_by_the_export_retention(
         for claim, [export] in newer.items():
             assert export["metadata"]["name"] != first_exports[claim]["metadata"]["name"]
         schedules.patch(namespace, "exported", {"suspend": True})
+
+        def orphans() -> set[str]:
+            """Member snapshots whose group is gone (an export's hold on them must not outlive it)."""
+            live = {g["metadata"]["name"] for g in schedule_groups(groups, uid)}
+            listed = kube.custom.list_namespaced_custom_object(
+                "snapshot.storage.k8s.io", "v1", namespace, "volumesnapshots"
+            )["items"]
+            return {
+                vs["metadata"]["name"]
+                for vs in listed
+                for ref in vs["metadata"].get("ownerReferences") or []
+                if ref["kind"] == "VolumeGroupSnapshot" and ref["name"] not in live
+            }
+
+        wait_for("the trimmed groups' members to be deleted with them", lambda: not orphans(), timeout=60)
         status = schedules.status(namespace, "exported")
         assert status.get("lastExportTime")
         assert {t["claim"]: t["exports"] >= 1 for t in status["targets"]} == {
