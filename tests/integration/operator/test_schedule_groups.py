@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from azure.mgmt.elasticsan import ElasticSanMgmtClient
 from export_scenario import Exports, disk_snapshot, install_crd
 from group_scenario import GROUPS, GROUPS_VERSION, Groups, group_snapshots
@@ -42,6 +43,51 @@ def schedule_groups(groups: Groups, uid: str) -> list[dict[str, Any]]:
     return [g for g in found if not g["metadata"].get("deletionTimestamp")]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def crds(api_client: k8s.ApiClient) -> None:
+    install_crd(api_client)
+    install_crd(api_client, SCHEDULE_CRD)
+
+
+def labelled_group_claims(
+    kube: Kube, namespace: str, source_volume: Callable[..., Any], app: str
+) -> tuple[Groups, str]:
+    """Two Bound claims labelled ``app=<app>`` on Elastic SAN volumes; the groups and the group class."""
+    groups = Groups(kube, namespace)
+    storage_class, group_class = groups.classes("Delete")
+    groups.labelled_claims(source_volume, storage_class, 2, {"app": app})
+    return groups, group_class
+
+
+def group_schedule(schedules: Schedules, namespace: str, name: str, group_class: str, **spec: Any) -> str:
+    """A mode Group schedule every 5 s over the claims labelled ``app=<name>``; returns its UID."""
+    created = schedules.create(
+        namespace,
+        name,
+        schedule="@every 5s",
+        mode="Group",
+        source={"selector": {"matchLabels": {"app": name}}},
+        groupSnapshotClassName=group_class,
+        jitterSeconds=0,
+        startingDeadlineSeconds=30,
+        **spec,
+    )
+    return str(created["metadata"]["uid"])
+
+
+def group_members(kube: Kube, namespace: str) -> list[tuple[dict[str, Any], str]]:
+    """Every member VolumeSnapshot of the namespace, with the name of its VolumeGroupSnapshot."""
+    listed = kube.custom.list_namespaced_custom_object(
+        "snapshot.storage.k8s.io", "v1", namespace, "volumesnapshots"
+    )["items"]
+    return [
+        (vs, ref["name"])
+        for vs in listed
+        for ref in vs["metadata"].get("ownerReferences") or []
+        if ref["kind"] == "VolumeGroupSnapshot"
+    ]
+
+
 def test_group_schedule_runs_trims_and_makes_one_group_per_tick_across_a_restart(
     start_operator: StartOperator,
     emulator: EmulatorProcess,
@@ -51,10 +97,7 @@ def test_group_schedule_runs_trims_and_makes_one_group_per_tick_across_a_restart
     api_client: k8s.ApiClient,
     source_volume: Callable[..., Any],
 ) -> None:
-    install_crd(api_client, SCHEDULE_CRD)
-    groups = Groups(kube, namespace)
-    storage_class, group_class = groups.classes("Delete")
-    groups.labelled_claims(source_volume, storage_class, 2, {"app": "scheduled"})
+    groups, group_class = labelled_group_claims(kube, namespace, source_volume, "grouped")
     emulator.admin.reset_counters()
     schedules = Schedules(api_client)
     operator = start_operator(**OPERATOR_ENV)
@@ -69,17 +112,7 @@ def test_group_schedule_runs_trims_and_makes_one_group_per_tick_across_a_restart
         return probe
 
     try:
-        uid = schedules.create(
-            namespace,
-            "grouped",
-            schedule="@every 5s",
-            mode="Group",
-            source={"selector": {"matchLabels": {"app": "scheduled"}}},
-            groupSnapshotClassName=group_class,
-            jitterSeconds=0,
-            startingDeadlineSeconds=30,
-            retention={"keepLast": KEEP_LAST},
-        )["metadata"]["uid"]
+        uid = group_schedule(schedules, namespace, "grouped", group_class, retention={"keepLast": KEEP_LAST})
         wait_for("the first scheduled group", watch(bool), timeout=90)
         operator.kill()  # SIGKILL right after a create: the status may not say the tick was handled
         operator = start_operator(**OPERATOR_ENV)
@@ -132,24 +165,11 @@ def test_a_group_whose_member_is_restored_from_outlives_retention(
     api_client: k8s.ApiClient,
     source_volume: Callable[..., Any],
 ) -> None:
-    install_crd(api_client, SCHEDULE_CRD)
-    groups = Groups(kube, namespace)
-    storage_class, group_class = groups.classes("Delete")
-    groups.labelled_claims(source_volume, storage_class, 2, {"app": "held"})
+    groups, group_class = labelled_group_claims(kube, namespace, source_volume, "held")
     schedules = Schedules(api_client)
     operator = start_operator(**OPERATOR_ENV)
     try:
-        uid = schedules.create(
-            namespace,
-            "held",
-            schedule="@every 5s",
-            mode="Group",
-            source={"selector": {"matchLabels": {"app": "held"}}},
-            groupSnapshotClassName=group_class,
-            jitterSeconds=0,
-            startingDeadlineSeconds=30,
-            retention={"keepLast": 1},
-        )["metadata"]["uid"]
+        uid = group_schedule(schedules, namespace, "held", group_class, retention={"keepLast": 1})
         first = wait_for("the first scheduled group", lambda: schedule_groups(groups, uid), timeout=90)[0]
         held_group, held_tick = first["metadata"]["name"], first["metadata"]["annotations"][ANN_TIME]
         members = groups.wait_members_ready(held_group, 2)
@@ -173,15 +193,7 @@ def test_a_group_whose_member_is_restored_from_outlives_retention(
         wait_for(
             "retention to trim the newer groups and keep the held one", trimmed_around_the_held_group, 120
         )
-        blocked = wait_for(
-            "RetentionBlocked",
-            lambda: (
-                (c := schedules.condition(namespace, "held", "RetentionBlocked"))
-                and c["status"] == "True"
-                and c
-            ),
-            timeout=30,
-        )
+        blocked = schedules.wait_condition_true(namespace, "held", "RetentionBlocked")
         assert (
             f"{held_group} (member {member} is the dataSource of a claim that is not Bound yet)"
             in (blocked["message"])
@@ -210,38 +222,25 @@ def test_group_schedule_exports_each_member_and_trims_by_the_export_retention(
     api_client: k8s.ApiClient,
     source_volume: Callable[..., Any],
 ) -> None:
-    install_crd(api_client)
-    install_crd(api_client, SCHEDULE_CRD)
-    groups = Groups(kube, namespace)
-    storage_class, group_class = groups.classes("Delete")
-    groups.labelled_claims(source_volume, storage_class, 2, {"app": "exported"})
+    groups, group_class = labelled_group_claims(kube, namespace, source_volume, "exported")
     schedules, exports = Schedules(api_client), Exports(api_client)
     operator = start_operator(**OPERATOR_ENV)
     try:
-        uid = schedules.create(
+        uid = group_schedule(
+            schedules,
             namespace,
             "exported",
-            schedule="@every 5s",
-            mode="Group",
-            source={"selector": {"matchLabels": {"app": "exported"}}},
-            groupSnapshotClassName=group_class,
-            jitterSeconds=0,
-            startingDeadlineSeconds=30,
+            group_class,
             retention={"keepLast": 3},
             export={"everyNthRun": 2, "retention": {"keepLast": 1}},
-        )["metadata"]["uid"]
+        )
 
         members: dict[str, tuple[str, str]] = {}  # every member VolumeSnapshot seen: name -> (claim, group)
 
         def succeeded() -> dict[str, list[dict[str, Any]]]:
             """Succeeded exports of the schedule, per claim (and the members seen so far)."""
-            for vs in kube.custom.list_namespaced_custom_object(
-                "snapshot.storage.k8s.io", "v1", namespace, "volumesnapshots"
-            )["items"]:
-                for ref in vs["metadata"].get("ownerReferences") or []:
-                    if ref["kind"] == "VolumeGroupSnapshot":
-                        claim = vs["spec"]["source"]["persistentVolumeClaimName"]
-                        members[vs["metadata"]["name"]] = (claim, ref["name"])
+            for vs, group in group_members(kube, namespace):
+                members[vs["metadata"]["name"]] = (vs["spec"]["source"]["persistentVolumeClaimName"], group)
             found: dict[str, list[dict[str, Any]]] = {}
             for export in exports.list(namespace, f"{LABEL_UID}={uid}"):
                 if (export.get("status") or {}).get("phase") == "Succeeded":
@@ -289,14 +288,8 @@ def test_group_schedule_exports_each_member_and_trims_by_the_export_retention(
         def orphans() -> set[str]:
             """Member snapshots whose group is gone (an export's hold on them must not outlive it)."""
             live = {g["metadata"]["name"] for g in schedule_groups(groups, uid)}
-            listed = kube.custom.list_namespaced_custom_object(
-                "snapshot.storage.k8s.io", "v1", namespace, "volumesnapshots"
-            )["items"]
             return {
-                vs["metadata"]["name"]
-                for vs in listed
-                for ref in vs["metadata"].get("ownerReferences") or []
-                if ref["kind"] == "VolumeGroupSnapshot" and ref["name"] not in live
+                vs["metadata"]["name"] for vs, group in group_members(kube, namespace) if group not in live
             }
 
         wait_for("the trimmed groups' members to be deleted with them", lambda: not orphans(), timeout=60)

@@ -115,15 +115,7 @@ def test_runs_on_time_and_retention_keeps_the_snapshot_in_use(
         return others if held in names and later >= timedelta(seconds=15) and len(others) == 2 else None
 
     wait_for("retention to trim to keepLast 2 around the held snapshot", trimmed, timeout=120)
-    blocked = wait_for(
-        "RetentionBlocked",
-        lambda: (
-            (c := schedules.condition(namespace, "every5", "RetentionBlocked"))
-            and c["status"] == "True"
-            and c
-        ),
-        timeout=30,
-    )
+    blocked = schedules.wait_condition_true(namespace, "every5", "RetentionBlocked")
     assert held in blocked["message"]
     assert "not Bound" in blocked["message"]
     kube.core.delete_namespaced_persistent_volume_claim("restore", namespace)
