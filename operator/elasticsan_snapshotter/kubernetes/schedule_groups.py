@@ -234,4 +234,5 @@ __all__ = [
     "group_tick",
     "member_copies",
     "members_by_group",
+    "our_groups",
 ]

@@ -292,3 +292,23 @@ async def test_group_exports_count_in_the_limits(keep_last: int, refused: bool) 
     else:
         assert ready["reason"] != "LimitExceeded"
         assert len(groups(h)) == 1
+
+
+async def test_an_export_schedule_in_mode_group_exports_the_members_of_its_ticks_group() -> None:
+    h = harness(retention={"keepLast": 5}, export={"schedule": "@every 2m", "retention": {"keepLast": 1}})
+    for minute in range(4):
+        h.clock.now = START + timedelta(minutes=minute, seconds=1)
+        await h.reconcile()  # this minute's group is still being made
+        mark_groups(h)
+        await h.reconcile()
+        for export in exports(h).values():
+            export["status"] = {"phase": "Succeeded"}
+            h.exports.apply("MODIFIED", export)
+    await h.reconcile()
+    by_tick = {
+        g["metadata"]["annotations"]["elasticsan.snapshotter.dev/scheduled-time"]: g for g in groups(h)
+    }
+    group_of_tick_2 = by_tick["2026-06-01T12:02:00Z"]["metadata"]["name"]
+    assert sorted(exports(h)) == sorted(member_of(h, group_of_tick_2, claim) for claim in ("db-0", "db-1"))
+    made = [name for plural, name in h.api.created if plural == "elasticsansnapshotexports"]
+    assert len(made) == 4  # ticks 12:00 and 12:02, one export per member claim each
