@@ -46,13 +46,13 @@ from elasticsan_snapshotter.domain.schedule import (
 from elasticsan_snapshotter.kubernetes import schedule_spec as sspec
 from elasticsan_snapshotter.kubernetes import schedule_status as sstatus
 from elasticsan_snapshotter.kubernetes.api import Body
-from elasticsan_snapshotter.kubernetes.events import NORMAL, WARNING
+from elasticsan_snapshotter.kubernetes.events import WARNING
 from elasticsan_snapshotter.kubernetes.reconciler import Reconciler
 from elasticsan_snapshotter.kubernetes.resources import (
     SNAPSHOT_SCHEDULE,
-    VOLUME_GROUP_SNAPSHOT,
     VOLUME_SNAPSHOT,
 )
+from elasticsan_snapshotter.kubernetes.schedule_deletion import finalize, sync_finalizer
 from elasticsan_snapshotter.kubernetes.schedule_exports import ScheduledExports
 from elasticsan_snapshotter.kubernetes.schedule_groups import GroupRetention, check, group_tick
 from elasticsan_snapshotter.kubernetes.schedule_limits import demand_of, pressure, spec_key
@@ -151,7 +151,7 @@ class ScheduleReconciler(Reconciler):
         if body is None:
             return None
         if body["metadata"].get("deletionTimestamp"):
-            return await self._finalize(body)
+            return await finalize(self, body)
         now = self.clock()
         try:
             spec = sspec.parse(body, minimum=self.minimum_interval)
@@ -159,7 +159,7 @@ class ScheduleReconciler(Reconciler):
         except InvalidRequest as exc:
             return await self._refuse(body, "InvalidSpec", str(exc))
         try:
-            body = await self._sync_finalizer(body, spec)
+            body = await sync_finalizer(self, body, spec)
             demand = demand_of(body, spec, self.volume_limits, now)
             why = limits.never_fits(demand, self.volume_limits)
             if why:
@@ -358,7 +358,7 @@ class ScheduleReconciler(Reconciler):
             return
         self._azure_counts[f"{namespace}/{claim}"] = len(found)
 
-    # -- status, finalizer, refusal --------------------------------------------------------------
+    # -- status, refusal --------------------------------------------------------------
 
     async def _write(self, body: Body, targets: list[str], out: sstatus.Outcome, now: datetime) -> None:
         fields = out.fields(targets, self.volume_limits.max_snapshots)
@@ -382,58 +382,6 @@ class ScheduleReconciler(Reconciler):
     async def _refuse(self, body: Body, reason: str, message: str) -> Outcome:
         await self._patch_status(body, {}, sstatus.refused(reason, message), self.clock())
         await self.recorder.record(body, WARNING, reason, message)
-        return None
-
-    async def _sync_finalizer(self, body: Body, spec: sspec.ScheduleSpec) -> Body:
-        meta = body["metadata"]
-        finalizers = list(meta.get("finalizers") or [])
-        want = spec.deletion_policy == sspec.DELETE
-        if want == (sspec.FIN_SCHEDULE in finalizers):
-            return body
-        if not want:
-            await self.api.remove_finalizer(SNAPSHOT_SCHEDULE, body, sspec.FIN_SCHEDULE)
-            return body
-        patch = {
-            "metadata": {
-                "finalizers": [*finalizers, sspec.FIN_SCHEDULE],
-                "resourceVersion": meta.get("resourceVersion"),
-            }
-        }
-        updated = await self.api.patch(SNAPSHOT_SCHEDULE, meta["name"], patch, meta["namespace"])
-        self.schedules.apply("MODIFIED", updated)
-        return updated
-
-    async def _finalize(self, body: Body) -> Outcome:
-        """``deletionPolicy: Delete``: what the schedule made goes first, then the finalizer."""
-        meta = body["metadata"]
-        if sspec.FIN_SCHEDULE not in (meta.get("finalizers") or []):
-            return None
-        try:
-            selector = f"{sspec.LABEL_SCHEDULE_UID}={meta['uid']}"
-            exporter = ScheduledExports.for_deletion(self, body)
-            await exporter.delete_all(selector)
-            for vs in await self.api.list(VOLUME_SNAPSHOT, meta["namespace"], label_selector=selector):
-                await self.api.delete(
-                    VOLUME_SNAPSHOT, vs["metadata"]["name"], meta["namespace"], uid=vs["metadata"]["uid"]
-                )
-                metrics.RETENTION_DELETIONS.labels("VolumeSnapshot").inc()
-            for group in await self.api.list(
-                VOLUME_GROUP_SNAPSHOT, meta["namespace"], label_selector=selector
-            ):
-                await self.api.delete(
-                    VOLUME_GROUP_SNAPSHOT,
-                    group["metadata"]["name"],
-                    meta["namespace"],
-                    uid=group["metadata"]["uid"],
-                )
-                metrics.RETENTION_DELETIONS.labels("VolumeGroupSnapshot").inc()
-            await self.api.remove_finalizer(SNAPSHOT_SCHEDULE, body, sspec.FIN_SCHEDULE)
-        except SnapshotterError as exc:
-            await self.recorder.error(body, exc)
-            return Requeue(exc.retry_after) if exc.retry_after else Requeue()
-        await self.recorder.record(
-            body, NORMAL, "Deleted", "deleted the snapshots and exports of this schedule"
-        )
         return None
 
 

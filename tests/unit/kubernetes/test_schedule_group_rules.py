@@ -312,3 +312,18 @@ async def test_an_export_schedule_in_mode_group_exports_the_members_of_its_ticks
     assert sorted(exports(h)) == sorted(member_of(h, group_of_tick_2, claim) for claim in ("db-0", "db-1"))
     made = [name for plural, name in h.api.created if plural == "elasticsansnapshotexports"]
     assert len(made) == 4  # ticks 12:00 and 12:02, one export per member claim each
+
+
+async def test_delete_policy_deletes_the_groups_and_their_exports() -> None:
+    h = harness(deletionPolicy="Delete", export={"everyNthRun": 1, "retention": {"keepLast": 1}})
+    await h.reconcile()
+    mark_groups(h)
+    await h.reconcile()
+    assert len(groups(h)) == 1
+    assert len(exports(h)) == 2
+    stored = h.api.objects[("elasticsansnapshotschedules", "ns", "every-minute")]
+    stored["metadata"]["deletionTimestamp"] = "2026-06-01T12:00:05Z"
+    h.schedules.apply("MODIFIED", stored)
+    await h.reconcile()
+    assert (groups(h), exports(h)) == ([], {})
+    assert stored["metadata"]["finalizers"] == []
