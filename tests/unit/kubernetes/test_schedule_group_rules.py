@@ -66,6 +66,7 @@ def add_member(h: Harness, group: dict[str, Any], claim: str) -> dict[str, Any]:
             "name": name,
             "namespace": "ns",
             "uid": f"uid-{name}",
+            "labels": {},
             "ownerReferences": [{"kind": "VolumeGroupSnapshot", "name": meta["name"], "uid": meta["uid"]}],
         },
         "spec": {"source": {"persistentVolumeClaimName": claim}},
