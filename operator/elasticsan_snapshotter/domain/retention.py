@@ -197,6 +197,23 @@ def in_use_reason(
     return ""
 
 
+def group_in_use_reason(
+    *, keep_label: str | None, members: Iterable[tuple[str, str | None]], holders: Holders
+) -> str:
+    """Why a group snapshot must not be deleted now (deleting it deletes every member).
+
+    ``members`` are the group's member snapshots as (name, keep label): the group is held
+    when it is labelled keep, or when any member is.
+    """
+    if (keep_label or "").lower() == KEEP_LABEL_VALUE:
+        return "labelled keep"
+    for name, member_keep in sorted(members):
+        why = in_use_reason(name, keep_label=member_keep, group=None, holders=holders)
+        if why:
+            return f"member {name} is {why}"
+    return ""
+
+
 def policy_from_spec(spec: dict[str, object], parse_age: Callable[[str, str], timedelta]) -> Policy:
     """A policy from a ``retention`` mapping of the CRD (camelCase keys)."""
 
@@ -232,6 +249,7 @@ __all__ = [
     "Holders",
     "Plan",
     "Policy",
+    "group_in_use_reason",
     "in_use_reason",
     "plan",
     "policy_from_spec",

@@ -210,9 +210,15 @@ class Verdict:
     reason: str = ""
 
 
-def judge(due: datetime, now: datetime, deadline: timedelta | None) -> Verdict:
-    """Run when due; skip (never bunch up) when later than the starting deadline."""
-    if now < due:
+def judge(
+    due: datetime, now: datetime, deadline: timedelta | None, *, ahead: timedelta = timedelta()
+) -> Verdict:
+    """Run when due (or within ``ahead`` of it); skip (never bunch up) when later than the deadline.
+
+    ``ahead`` lets a reconcile that runs anyway take targets due just after it, so that batching
+    runs pulls them forward, never past their due time (and so past the jitter window).
+    """
+    if now + ahead < due:
         return Verdict(WAIT, due)
     if deadline is not None and now - due > deadline:
         late = format_duration(now - due)

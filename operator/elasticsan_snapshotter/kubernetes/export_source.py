@@ -24,6 +24,7 @@ from elasticsan_snapshotter.domain.ports import AzurePort
 from elasticsan_snapshotter.kubernetes.api import Body, KubeApi
 from elasticsan_snapshotter.kubernetes.export_spec import ExportSpec
 from elasticsan_snapshotter.kubernetes.resources import (
+    ANN_GROUP_MEMBER_HANDLE,
     FIN_EXPORT_SOURCE,
     VOLUME_SNAPSHOT,
     VOLUME_SNAPSHOT_CONTENT,
@@ -61,6 +62,8 @@ class ExportSources:
     subscription: str
     driver_name: str
     export_resource_group: str = ""
+    group_driver_name: str = ""
+    """Member contents of a group carry this driver (the PVs'); their snapshots are ours too."""
 
     async def resolve(self, body: Body, spec: ExportSpec) -> Source:
         namespace = body["metadata"]["namespace"]
@@ -104,7 +107,8 @@ class ExportSources:
         if content is None:
             raise InvalidRequest(f"{named} does not exist")
         driver = (content.get("spec") or {}).get("driver")
-        if driver != self.driver_name:
+        member = bool(((content.get("metadata") or {}).get("annotations") or {}).get(ANN_GROUP_MEMBER_HANDLE))
+        if driver != self.driver_name and not (member and driver == self.group_driver_name):
             raise InvalidRequest(
                 f"{what} is handled by driver {driver!r}, not {self.driver_name!r}: only Elastic SAN "
                 "snapshots of this driver can be exported"

@@ -86,6 +86,7 @@ PROGRESS_POLL_MAX = 120.0
 class ExportReconciler(Reconciler):
     exports: Store
     export_resource_group: str = ""
+    group_driver_name: str = ""
     poll_interval: float = PROGRESS_POLL
 
     @property
@@ -96,6 +97,7 @@ class ExportReconciler(Reconciler):
             subscription=self.subscription,
             driver_name=self.driver_name,
             export_resource_group=self.export_resource_group,
+            group_driver_name=self.group_driver_name,
         )
 
     async def reconcile(self, key: str) -> Outcome:

@@ -134,7 +134,10 @@ class Runtime:
             managed_sans=tuple(ElasticSanId.parse(arm_id) for arm_id in self.settings.managed_sans),
         )
         self.export_reconciler = ExportReconciler(
-            **common, exports=self.exports, export_resource_group=self.settings.export_resource_group
+            **common,
+            exports=self.exports,
+            export_resource_group=self.settings.export_resource_group,
+            group_driver_name=self.settings.group_driver_name,
         )
         export_guard = ExportGuard(
             subscription=self.settings.subscription_id,

@@ -7,7 +7,10 @@ the export object, the exporter deletes its managed-disk snapshot.
 
 ``everyNthRun: N`` exports a claim's newest ready snapshot when N ticks have
 passed since the source of its newest export; ``schedule`` exports the newest
-ready snapshot once per tick of its own schedule.
+ready snapshot once per tick of its own schedule (waiting for a run taken at or before
+that tick that is still being made, so an export tick that falls on a run gets that run). In mode Group the snapshots of a
+claim are the members of the schedule's VolumeGroupSnapshots: each member of the
+chosen group is exported, one export per claim, and trimmed per claim.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from elasticsan_snapshotter.kubernetes import schedule_spec as sspec
 from elasticsan_snapshotter.kubernetes import schedule_status as sstatus
 from elasticsan_snapshotter.kubernetes.api import Body
 from elasticsan_snapshotter.kubernetes.resources import SNAPSHOT_EXPORT
-from elasticsan_snapshotter.kubernetes.schedule_objects import copies_by_claim
+from elasticsan_snapshotter.kubernetes.schedule_groups import member_copies, members_by_group, our_groups
+from elasticsan_snapshotter.kubernetes.schedule_objects import copies_by_claim, state_of
 
 if TYPE_CHECKING:
     from elasticsan_snapshotter.kubernetes.scheduler import ScheduleReconciler
@@ -77,17 +81,39 @@ class ScheduledExports:
             created = sstatus.parse_stamp(self.body["metadata"].get("creationTimestamp"))
             if due_tick is not None and created is not None and due_tick < created:
                 due_tick = None
-        for claim, copies in copies_by_claim(self.rec.snapshots, self.uid, retention.Holders()).items():
+        groups_made = None  # mode Group: the ticks of groups still being made (no members yet)
+        if self.spec.mode == sspec.GROUP:
+            groups_made = [
+                when
+                for group, when in our_groups(self.rec.groups, self.uid)
+                if state_of(group) == retention.IN_PROGRESS
+            ]
+        for claim, copies in self._sources().items():
             ready = sorted((c for c, _ in copies if c.state == retention.READY), key=lambda c: c.time)
             if not ready:
                 continue
             newest, existing = ready[-1], exports.get(claim, [])
             if any(_source(e) == newest.name for e in existing):
                 continue
+            making = (
+                groups_made
+                if groups_made is not None
+                else [c.time for c, _ in copies if c.state == retention.IN_PROGRESS]
+            )
+            if due_tick is not None and any(newest.time < t <= due_tick for t in making):
+                continue  # the run of the export's tick is still being made: export that one once ready
             if self._due(plan, existing, newest, due_tick):
                 exports.setdefault(claim, []).append(await self._create(claim, newest, due_tick or now))
         for claim, items in exports.items():
             await self._trim(claim, items, now)
+
+    def _sources(self) -> dict[str, list[tuple[retention.Copy, Body]]]:
+        """Per claim, what may be exported: the schedule's snapshots, or in mode Group its groups' members."""
+        assert self.spec is not None
+        if self.spec.mode == sspec.GROUP:
+            members = members_by_group(self.rec.members, self.namespace)
+            return member_copies(self.rec.groups, self.uid, members)
+        return copies_by_claim(self.rec.snapshots, self.uid, retention.Holders())
 
     def _due(
         self, plan: sspec.ExportPlan, existing: list[Body], newest: retention.Copy, due_tick: datetime | None

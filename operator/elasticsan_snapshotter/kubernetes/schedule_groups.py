@@ -8,7 +8,7 @@ deleting a group deletes its member VolumeSnapshots (the snapshot-controller's j
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +19,14 @@ from elasticsan_snapshotter.kubernetes import schedule_spec as sspec
 from elasticsan_snapshotter.kubernetes import schedule_status as sstatus
 from elasticsan_snapshotter.kubernetes.api import Body
 from elasticsan_snapshotter.kubernetes.resources import VOLUME_GROUP_SNAPSHOT
-from elasticsan_snapshotter.kubernetes.schedule_objects import made_metadata, planned, state_of
+from elasticsan_snapshotter.kubernetes.schedule_objects import (
+    RUN_AHEAD,
+    group_of,
+    holders,
+    made_metadata,
+    planned,
+    state_of,
+)
 from elasticsan_snapshotter.kubernetes.schedule_retention import ScheduledRetention
 from elasticsan_snapshotter.kubernetes.stores import Store
 
@@ -72,7 +79,7 @@ async def group_tick(
     name, due = planned(plan, body, GROUP_TARGET, tick, window)
     if rec.groups.get(f"{namespace}/{name}") is not None:
         return False
-    verdict = judge(due, now, spec.deadline)
+    verdict = judge(due, now, spec.deadline, ahead=RUN_AHEAD)
     if verdict.action == WAIT:
         wake.append(verdict.due)
         return True
@@ -109,22 +116,73 @@ async def group_tick(
     return False
 
 
-def group_copies(groups: Iterable[Body], schedule_uid: str) -> list[tuple[retention.Copy, Body]]:
-    """This schedule's VolumeGroupSnapshots (by its UID label, none being deleted) as retention copies."""
+def members_by_group(members: Iterable[Body], namespace: str) -> dict[str, list[Body]]:
+    """Member VolumeSnapshots of the namespace, by the name of their VolumeGroupSnapshot."""
+    out: dict[str, list[Body]] = {}
+    for vs in members:
+        group = group_of(vs)
+        if group is not None and (vs.get("metadata") or {}).get("namespace") == namespace:
+            out.setdefault(group, []).append(vs)
+    return out
+
+
+def our_groups(groups: Iterable[Body], schedule_uid: str) -> list[tuple[Body, datetime]]:
+    """This schedule's VolumeGroupSnapshots (by its UID label, none being deleted), with their ticks."""
     out = []
     for group in groups:
         meta = group.get("metadata") or {}
-        labels = meta.get("labels") or {}
-        if labels.get(sspec.LABEL_SCHEDULE_UID) != schedule_uid or meta.get("deletionTimestamp"):
+        if (meta.get("labels") or {}).get(sspec.LABEL_SCHEDULE_UID) != schedule_uid or meta.get(
+            "deletionTimestamp"
+        ):
             continue
         when = sstatus.parse_stamp((meta.get("annotations") or {}).get(sspec.ANN_SCHEDULED_TIME))
-        if when is None:
-            continue
+        if when is not None:
+            out.append((group, when))
+    return out
+
+
+def group_copies(
+    groups: Iterable[Body],
+    schedule_uid: str,
+    members: Mapping[str, list[Body]],
+    held: retention.Holders,
+) -> list[tuple[retention.Copy, Body]]:
+    """This schedule's groups as retention copies; a group whose member is in use is held."""
+    out = []
+    for group, when in our_groups(groups, schedule_uid):
+        meta = group["metadata"]
         name = str(meta["name"])
-        in_use = retention.in_use_reason(
-            name, keep_label=labels.get(sspec.LABEL_KEEP), group=None, holders=retention.Holders()
+        in_use = retention.group_in_use_reason(
+            keep_label=(meta.get("labels") or {}).get(sspec.LABEL_KEEP),
+            members=[
+                (str(vs["metadata"]["name"]), (vs["metadata"].get("labels") or {}).get(sspec.LABEL_KEEP))
+                for vs in members.get(name, ())
+            ],
+            holders=held,
         )
         out.append((retention.Copy(name, when, state_of(group), in_use), group))
+    return out
+
+
+def member_copies(
+    groups: Iterable[Body], schedule_uid: str, members: Mapping[str, list[Body]]
+) -> dict[str, list[tuple[retention.Copy, Body]]]:
+    """Per claim, the member snapshots of this schedule's groups, at their group's tick.
+
+    A member counts as ready once it and its group are: what a scheduled export copies.
+    """
+    out: dict[str, list[tuple[retention.Copy, Body]]] = {}
+    for group, when in our_groups(groups, schedule_uid):
+        group_state = state_of(group)
+        for vs in members.get(str(group["metadata"]["name"]), ()):
+            claim = ((vs.get("spec") or {}).get("source") or {}).get("persistentVolumeClaimName")
+            if not claim or (vs.get("metadata") or {}).get("deletionTimestamp"):
+                continue
+            state = state_of(vs)
+            if state == retention.READY and group_state != retention.READY:
+                state = group_state
+            copy = retention.Copy(str(vs["metadata"]["name"]), when, state)
+            out.setdefault(str(claim), []).append((copy, vs))
     return out
 
 
@@ -150,7 +208,10 @@ class GroupRetention(ScheduledRetention):
 
     async def run(self) -> None:
         now = self.rec.clock()
-        copies = group_copies(self.rec.groups, str(self.body["metadata"]["uid"]))
+        namespace = str(self.body["metadata"]["namespace"])
+        held = holders(namespace, self.rec.claims, self.rec.exports)
+        members = members_by_group(self.rec.members, namespace)
+        copies = group_copies(self.rec.groups, str(self.body["metadata"]["uid"]), members, held)
         await self._observe(copies)
         plan = retention.plan([c for c, _ in copies], self.spec.policy, now=now, zone=self.spec.zone)
         self.out.blocked.extend(plan.blocked)
@@ -164,4 +225,14 @@ class GroupRetention(ScheduledRetention):
             self._summarise(claim, kept)
 
 
-__all__ = ["GROUP_TARGET", "GroupRetention", "check", "group_body", "group_copies", "group_tick"]
+__all__ = [
+    "GROUP_TARGET",
+    "GroupRetention",
+    "check",
+    "group_body",
+    "group_copies",
+    "group_tick",
+    "member_copies",
+    "members_by_group",
+    "our_groups",
+]

@@ -14,6 +14,9 @@ from elasticsan_snapshotter.kubernetes.resources import SNAPSHOT_GROUP, VOLUME_S
 from elasticsan_snapshotter.kubernetes.schedule_status import parse_stamp, stamp
 
 EXPORT_DONE = ("Succeeded", "Failed")
+RUN_AHEAD = timedelta(seconds=1)
+"""A reconcile also runs targets due this soon after it: batched runs are early by at most this,
+never late, so each target's run stays inside its jitter window."""
 
 
 def _meta(body: Body, keys: Iterable[str]) -> dict[str, Any]:
@@ -159,6 +162,7 @@ def copies_by_claim(
 
 
 __all__ = [
+    "RUN_AHEAD",
     "copies_by_claim",
     "group_of",
     "holders",

@@ -13,10 +13,11 @@ Each reconcile of a schedule:
   are recorded, never run;
 * in mode Group (``schedule_groups``), creates instead one VolumeGroupSnapshot per
   tick over the selector, named by (schedule, tick), and applies retention to the
-  schedule's groups;
+  schedule's groups, holding a group while one of its members is in use;
 * applies retention per claim to the snapshots labelled with this schedule's
   UID (and nothing else), keeping what is in use;
-* runs scheduled exports (``schedule_exports``) and writes the status.
+* runs scheduled exports (``schedule_exports``; in mode Group of each member of
+  the chosen group) and writes the status.
 
 Pacing against Azure's 7 snapshots per volume per 5 minutes is the Azure
 adapter's: the snapshotter's create waits for the volume's slot.
@@ -45,17 +46,19 @@ from elasticsan_snapshotter.domain.schedule import (
 from elasticsan_snapshotter.kubernetes import schedule_spec as sspec
 from elasticsan_snapshotter.kubernetes import schedule_status as sstatus
 from elasticsan_snapshotter.kubernetes.api import Body
-from elasticsan_snapshotter.kubernetes.events import NORMAL, WARNING
+from elasticsan_snapshotter.kubernetes.events import WARNING
 from elasticsan_snapshotter.kubernetes.reconciler import Reconciler
 from elasticsan_snapshotter.kubernetes.resources import (
     SNAPSHOT_SCHEDULE,
-    VOLUME_GROUP_SNAPSHOT,
     VOLUME_SNAPSHOT,
 )
+from elasticsan_snapshotter.kubernetes.schedule_deletion import finalize, sync_finalizer
 from elasticsan_snapshotter.kubernetes.schedule_exports import ScheduledExports
 from elasticsan_snapshotter.kubernetes.schedule_groups import GroupRetention, check, group_tick
 from elasticsan_snapshotter.kubernetes.schedule_limits import demand_of, pressure, spec_key
 from elasticsan_snapshotter.kubernetes.schedule_objects import (
+    RUN_AHEAD,
+    group_of,
     is_ours,
     owner_key,
     planned,
@@ -75,8 +78,8 @@ MISSED_LIMIT = 10_000
 MAX_REMEMBERED = 10_000
 FULL_PASS_EVERY = timedelta(seconds=10)
 """While claims of a tick still wait for their jitter, retention and status run at most this often."""
-COALESCE = 1.0
-"""Shortest wait between reconciles of one schedule: claims due within a second run together."""
+COALESCE = RUN_AHEAD.total_seconds()
+"""Shortest wait between reconciles of one schedule: claims due within it run together (early)."""
 
 
 def utc_now() -> datetime:
@@ -95,6 +98,8 @@ class ScheduleReconciler(Reconciler):
     claims: Store = field(init=False, default_factory=lambda: Store(slim_claim))
     snapshots: Store = field(init=False, default_factory=lambda: Store(slim_snapshot))
     groups: Store = field(init=False, default_factory=lambda: Store(slim_snapshot))
+    members: Store = field(init=False, default_factory=lambda: Store(slim_snapshot))
+    """Member VolumeSnapshots of VolumeGroupSnapshots: what holds a group, and what mode Group exports."""
     _counted: set[str] = field(init=False, default_factory=set)
     _azure_counts: dict[str, int] = field(init=False, default_factory=dict)
     _skips_counted: dict[tuple[str, str, str], None] = field(init=False, default_factory=dict)
@@ -107,9 +112,14 @@ class ScheduleReconciler(Reconciler):
     # -- watch events, fed by the handlers -------------------------------------------------
 
     def snapshot_event(self, event_type: str | None, body: Body) -> str | None:
-        """Keep our own VolumeSnapshots; the key of the schedule to look at again."""
+        """Keep our own VolumeSnapshots and group members; the key of the schedule to look at again."""
         if not is_ours(body):
-            return None
+            group = group_of(body)
+            if group is None:
+                return None
+            self.members.apply(event_type, body)
+            found = self.groups.get(f"{body['metadata'].get('namespace')}/{group}")
+            return owner_key(found) if found is not None else None
         self.snapshots.apply(event_type, body)
         if event_type == "DELETED":
             self._counted.discard(str(body["metadata"].get("uid")))
@@ -141,7 +151,7 @@ class ScheduleReconciler(Reconciler):
         if body is None:
             return None
         if body["metadata"].get("deletionTimestamp"):
-            return await self._finalize(body)
+            return await finalize(self, body)
         now = self.clock()
         try:
             spec = sspec.parse(body, minimum=self.minimum_interval)
@@ -149,7 +159,7 @@ class ScheduleReconciler(Reconciler):
         except InvalidRequest as exc:
             return await self._refuse(body, "InvalidSpec", str(exc))
         try:
-            body = await self._sync_finalizer(body, spec)
+            body = await sync_finalizer(self, body, spec)
             demand = demand_of(body, spec, self.volume_limits, now)
             why = limits.never_fits(demand, self.volume_limits)
             if why:
@@ -249,7 +259,7 @@ class ScheduleReconciler(Reconciler):
             name, due = planned(plan, body, claim, tick, window)
             if self.snapshots.get(f"{namespace}/{name}") is not None:
                 continue
-            verdict = judge(due, now, spec.deadline)
+            verdict = judge(due, now, spec.deadline, ahead=RUN_AHEAD)
             if verdict.action == WAIT:
                 pending = True
                 wake.append(verdict.due)
@@ -348,7 +358,7 @@ class ScheduleReconciler(Reconciler):
             return
         self._azure_counts[f"{namespace}/{claim}"] = len(found)
 
-    # -- status, finalizer, refusal --------------------------------------------------------------
+    # -- status, refusal --------------------------------------------------------------
 
     async def _write(self, body: Body, targets: list[str], out: sstatus.Outcome, now: datetime) -> None:
         fields = out.fields(targets, self.volume_limits.max_snapshots)
@@ -372,58 +382,6 @@ class ScheduleReconciler(Reconciler):
     async def _refuse(self, body: Body, reason: str, message: str) -> Outcome:
         await self._patch_status(body, {}, sstatus.refused(reason, message), self.clock())
         await self.recorder.record(body, WARNING, reason, message)
-        return None
-
-    async def _sync_finalizer(self, body: Body, spec: sspec.ScheduleSpec) -> Body:
-        meta = body["metadata"]
-        finalizers = list(meta.get("finalizers") or [])
-        want = spec.deletion_policy == sspec.DELETE
-        if want == (sspec.FIN_SCHEDULE in finalizers):
-            return body
-        if not want:
-            await self.api.remove_finalizer(SNAPSHOT_SCHEDULE, body, sspec.FIN_SCHEDULE)
-            return body
-        patch = {
-            "metadata": {
-                "finalizers": [*finalizers, sspec.FIN_SCHEDULE],
-                "resourceVersion": meta.get("resourceVersion"),
-            }
-        }
-        updated = await self.api.patch(SNAPSHOT_SCHEDULE, meta["name"], patch, meta["namespace"])
-        self.schedules.apply("MODIFIED", updated)
-        return updated
-
-    async def _finalize(self, body: Body) -> Outcome:
-        """``deletionPolicy: Delete``: what the schedule made goes first, then the finalizer."""
-        meta = body["metadata"]
-        if sspec.FIN_SCHEDULE not in (meta.get("finalizers") or []):
-            return None
-        try:
-            selector = f"{sspec.LABEL_SCHEDULE_UID}={meta['uid']}"
-            exporter = ScheduledExports.for_deletion(self, body)
-            await exporter.delete_all(selector)
-            for vs in await self.api.list(VOLUME_SNAPSHOT, meta["namespace"], label_selector=selector):
-                await self.api.delete(
-                    VOLUME_SNAPSHOT, vs["metadata"]["name"], meta["namespace"], uid=vs["metadata"]["uid"]
-                )
-                metrics.RETENTION_DELETIONS.labels("VolumeSnapshot").inc()
-            for group in await self.api.list(
-                VOLUME_GROUP_SNAPSHOT, meta["namespace"], label_selector=selector
-            ):
-                await self.api.delete(
-                    VOLUME_GROUP_SNAPSHOT,
-                    group["metadata"]["name"],
-                    meta["namespace"],
-                    uid=group["metadata"]["uid"],
-                )
-                metrics.RETENTION_DELETIONS.labels("VolumeGroupSnapshot").inc()
-            await self.api.remove_finalizer(SNAPSHOT_SCHEDULE, body, sspec.FIN_SCHEDULE)
-        except SnapshotterError as exc:
-            await self.recorder.error(body, exc)
-            return Requeue(exc.retry_after) if exc.retry_after else Requeue()
-        await self.recorder.record(
-            body, NORMAL, "Deleted", "deleted the snapshots and exports of this schedule"
-        )
         return None
 
 

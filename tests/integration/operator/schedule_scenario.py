@@ -10,6 +10,8 @@ from kubernetes import client as k8s
 from operator_scenario import GROUP as SNAPSHOT_GROUP
 from operator_scenario import VERSION as SNAPSHOT_VERSION
 
+from waiting import wait_for
+
 SCHEDULE_CRD = REPO_ROOT / "crds" / "elasticsansnapshotschedules.yaml"
 GROUP, VERSION, PLURAL = "elasticsan.snapshotter.dev", "v1alpha1", "elasticsansnapshotschedules"
 KIND = "ElasticSanSnapshotSchedule"
@@ -51,6 +53,18 @@ class Schedules:
     def condition(self, namespace: str, name: str, kind: str) -> dict[str, Any] | None:
         conditions = self.status(namespace, name).get("conditions") or []
         return next((c for c in conditions if c["type"] == kind), None)
+
+    def wait_condition_true(
+        self, namespace: str, name: str, kind: str, timeout: float = 30.0
+    ) -> dict[str, Any]:
+        """The schedule's condition ``kind`` once its status is True."""
+
+        def true() -> dict[str, Any] | None:
+            found = self.condition(namespace, name, kind)
+            return found if found and found["status"] == "True" else None
+
+        found: dict[str, Any] = wait_for(f"{kind} on {namespace}/{name}", true, timeout=timeout)
+        return found
 
     def made(self, namespace: str, uid: str) -> list[dict[str, Any]]:
         """VolumeSnapshots the schedule with this UID made (those being deleted excluded)."""

@@ -115,15 +115,7 @@ def test_runs_on_time_and_retention_keeps_the_snapshot_in_use(
         return others if held in names and later >= timedelta(seconds=15) and len(others) == 2 else None
 
     wait_for("retention to trim to keepLast 2 around the held snapshot", trimmed, timeout=120)
-    blocked = wait_for(
-        "RetentionBlocked",
-        lambda: (
-            (c := schedules.condition(namespace, "every5", "RetentionBlocked"))
-            and c["status"] == "True"
-            and c
-        ),
-        timeout=30,
-    )
+    blocked = schedules.wait_condition_true(namespace, "every5", "RetentionBlocked")
     assert held in blocked["message"]
     assert "not Bound" in blocked["message"]
     kube.core.delete_namespaced_persistent_volume_claim("restore", namespace)
@@ -360,6 +352,11 @@ def test_deletion_policy_decides_what_outlives_the_schedule(
         {"export": {"everyNthRun": 2, "schedule": "@daily", "retention": {"keepLast": 1}}},
         {"startingDeadlineSeconds": 0},
         {"mode": "Group"},  # with claimNames: a VolumeGroupSnapshot selects by label only
+        # Limits that can never fit, judged at admission: 179 + keepFailed 1 + 1 in flight > 180.
+        {"retention": {"keepLast": 179}},
+        {"retention": {"hourly": 100, "daily": 79}},
+        {"retention": {"keepLast": 178}, "export": {"everyNthRun": 1, "retention": {"keepLast": 1}}},
+        {"retention": {"maxAge": "1d", "minKeepReady": 179}},
     ],
 )
 def test_bad_input_is_refused_by_the_api_server(
@@ -371,11 +368,27 @@ def test_bad_input_is_refused_by_the_api_server(
     assert caught.value.status == 422, caught.value.body
 
 
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"retention": {"keepLast": 178}},
+        {"retention": {"keepLast": 177}, "export": {"everyNthRun": 1, "retention": {"keepLast": 1}}},
+        {"retention": {"keepLast": 200, "maxAge": "1h"}},  # maxAge caps it: the operator judges
+    ],
+)
+def test_limits_at_admission_accept_what_fits(
+    crds: None, schedules: Schedules, namespace: str, spec: dict[str, Any]
+) -> None:
+    schedules.create(namespace, "fits", **every(60, "any-class", **spec))
+    schedules.delete(namespace, "fits")
+
+
 STATUS_REFUSALS = [
     ({"schedule": "61 * * * *"}, "InvalidSpec", "not a valid cron expression"),
     ({"timeZone": "Mars/Olympus"}, "InvalidSpec", "not a known IANA time zone"),
     ({"schedule": "@every 1s"}, "InvalidSpec", "minimum interval of 5s"),
-    ({"retention": {"keepLast": 190}}, "LimitExceeded", "budget is 180"),
+    # 20 minutes of 5-second ticks: only the operator can count what maxAge keeps (243 > 180).
+    ({"retention": {"maxAge": "20m"}}, "LimitExceeded", "budget is 180"),
 ]
 
 

@@ -16,6 +16,7 @@ from elasticsan_snapshotter.domain.retention import (
     Copy,
     Holders,
     Policy,
+    group_in_use_reason,
     in_use_reason,
     plan,
     policy_from_spec,
@@ -133,6 +134,24 @@ def test_in_use_reasons() -> None:
     assert "export" in in_use_reason("exporting", keep_label=None, group=None, holders=holders)
     assert "delete the group" in in_use_reason("m", keep_label=None, group="g1", holders=holders)
     assert in_use_reason("free", keep_label="false", group=None, holders=holders) == ""
+
+
+def test_a_group_is_held_by_any_member_in_use() -> None:
+    holders = Holders(pending_restores=frozenset({"m-restoring"}), running_exports=frozenset({"m-exporting"}))
+    free = [("m-free", None)]
+    assert group_in_use_reason(keep_label=None, members=free, holders=holders) == ""
+    assert group_in_use_reason(keep_label="true", members=free, holders=holders) == "labelled keep"
+    assert group_in_use_reason(keep_label=None, members=[*free, ("m-restoring", None)], holders=holders) == (
+        "member m-restoring is the dataSource of a claim that is not Bound yet"
+    )
+    assert group_in_use_reason(keep_label=None, members=[*free, ("m-exporting", None)], holders=holders) == (
+        "member m-exporting is the source of an export that has not finished"
+    )
+    assert group_in_use_reason(keep_label=None, members=[("m-kept", "true")], holders=holders) == (
+        "member m-kept is labelled keep"
+    )
+    # A group with no members known yet (still being made) holds nothing by itself.
+    assert group_in_use_reason(keep_label=None, members=[], holders=holders) == ""
 
 
 def test_policy_from_spec_defaults_and_errors() -> None:

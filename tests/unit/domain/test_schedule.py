@@ -170,6 +170,10 @@ def test_judge_waits_runs_and_skips() -> None:
     assert late.action == SKIP
     assert "starting deadline of 5m" in late.reason
     assert judge(due, due + timedelta(days=30), None).action == RUN
+    # A reconcile running anyway takes targets due within ``ahead`` of it, and no sooner.
+    ahead = timedelta(seconds=1)
+    assert judge(due, due - timedelta(milliseconds=999), deadline, ahead=ahead).action == RUN
+    assert judge(due, due - timedelta(milliseconds=1001), deadline, ahead=ahead).action == WAIT
 
 
 # --- jitter ----------------------------------------------------------------------------------

@@ -291,3 +291,37 @@ async def test_a_snapshot_labelled_keep_is_never_trimmed() -> None:
     assert first["metadata"]["name"] in names
     assert len(names) == 2
     assert "labelled keep" in h.condition("RetentionBlocked")["message"]
+
+
+def succeed_exports(h: Harness) -> list[str]:
+    """The exporter's part: every export of ours succeeds; their names."""
+    names = []
+    for (plural, _, name), export in list(h.api.objects.items()):
+        if plural == "elasticsansnapshotexports":
+            export["status"] = {"phase": "Succeeded"}
+            h.exports.apply("MODIFIED", export)
+            names.append(name)
+    return names
+
+
+async def test_an_export_schedule_exports_the_run_of_its_tick_once_per_tick() -> None:
+    h = Harness(
+        schedule(retention={"keepLast": 5}, export={"schedule": "@every 2m", "retention": {"keepLast": 2}})
+    )
+    for minute in range(6):
+        h.clock.now = START + timedelta(minutes=minute, seconds=1)
+        await h.reconcile()  # the run of this minute is still being made
+        h.mark()
+        await h.reconcile()
+        succeed_exports(h)
+    await h.reconcile()
+    made = [name for plural, name in h.api.created if plural == "elasticsansnapshotexports"]
+    # Export ticks 12:00, 12:02, 12:04: each exports the run of its own tick, not the one before.
+    assert [name.split("-")[4] for name in made] == ["120000", "120200", "120400"]
+    left = sorted(name for (plural, _, name) in h.api.objects if plural == "elasticsansnapshotexports")
+    assert left == sorted(made[1:])
+    export = h.api.objects[("elasticsansnapshotexports", "ns", made[-1])]
+    assert (
+        export["metadata"]["annotations"]["elasticsan.snapshotter.dev/export-time"] == "2026-06-01T12:04:00Z"
+    )
+    assert h.status()["lastExportTime"] == "2026-06-01T12:04:00Z"
