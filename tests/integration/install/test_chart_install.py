@@ -326,3 +326,29 @@ def test_operator_runs_the_scenario_with_the_manifests_service_account(
     tmp_path: Path,
 ) -> None:
     run_scenario(cluster, api_client, emulator, demo_san, manifests, tmp_path)
+
+
+def test_install_notes_name_the_lease_that_elects_the_active_replica(
+    tools: Tools, cluster: LocalCluster
+) -> None:
+    # The chart never turns leader election off, so standbys wait on the Lease, not on Kopf peering.
+    # A dry run still needs the peering kind known; Helm would install it from crds/ anyway.
+    kopf_crds = CHART / "crds" / "kopf-peerings.yaml"
+    tools.run("kubectl", "--kubeconfig", str(cluster.kubeconfig), "apply", "-f", str(kopf_crds))
+    out = tools.run(
+        "helm",
+        "install",
+        "ess-notes",
+        str(CHART),
+        "--dry-run=client",
+        "--kubeconfig",
+        str(cluster.kubeconfig),
+        "-n",
+        "ess-notes",
+        "--set",
+        "replicaCount=2",
+    ).stdout
+    notes = out[out.index("NOTES:") :]
+    [line] = [line for line in notes.splitlines() if line.startswith("2 replicas")]
+    assert "Lease ess-notes-elasticsan-snapshotter" in line, line
+    assert "peering" not in line, line
