@@ -149,6 +149,15 @@ def test_every_value_of_the_install_settings_table_exists() -> None:
                 assert token in paths or prefix + token in paths, token
 
 
+def test_every_status_field_of_our_crds_is_in_the_status_reference() -> None:
+    reference = ticked(section(OPERATIONS, "## Status reference"))
+    for path in sorted((REPO / "crds").glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        for version in crd["spec"]["versions"]:
+            status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+            assert set(status) - reference == set(), crd["spec"]["names"]["kind"]
+
+
 # --- metrics -------------------------------------------------------------------------------
 
 
