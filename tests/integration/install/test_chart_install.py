@@ -352,3 +352,18 @@ def test_install_notes_name_the_lease_that_elects_the_active_replica(
     [line] = [line for line in notes.splitlines() if line.startswith("2 replicas")]
     assert "Lease ess-notes-elasticsan-snapshotter" in line, line
     assert "peering" not in line, line
+
+
+def test_install_docs_rbac_table_is_what_the_chart_grants() -> None:
+    # NEEDED is checked against the real API server above; the docs' table must say the same.
+    text = (REPO_ROOT / "docs" / "install.md").read_text()
+    rows = {}
+    for line in text[text.index("| Resource | Verbs | Why |") :].splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        resource, verbs, _why = (cell.strip() for cell in line.strip("|").split("|"))
+        rows[resource.split()[0].strip("`")] = {v.strip() for v in verbs.split(";")[0].split(",")}
+    for (resource, _names), verbs in NEEDED.items():
+        name, _, sub = resource.partition("/")
+        key = name.split(".")[0] + (f"/{sub}" if sub else "")
+        assert rows.get(key) == verbs, f"{key}: docs {rows.get(key)}, chart {verbs}"
