@@ -19,6 +19,7 @@ import yaml
 
 import elasticsan_snapshotter
 from elasticsan_snapshotter import metrics
+from elasticsan_snapshotter.domain import parameters
 from elasticsan_snapshotter.domain.errors import SnapshotterError
 from elasticsan_snapshotter.settings import Settings
 
@@ -156,6 +157,17 @@ def test_every_status_field_of_our_crds_is_in_the_status_reference() -> None:
         for version in crd["spec"]["versions"]:
             status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
             assert set(status) - reference == set(), crd["spec"]["names"]["kind"]
+
+
+def test_class_parameters_table_is_the_parser_s_keys() -> None:
+    rows = table_rows((REPO / "docs" / "csi.md").read_text(), "| key | class |")
+    documented = {row[0].strip("`"): row[1] for row in rows}
+    expected = {}
+    for key in parameters.STORAGE_CLASS_KEYS:
+        expected[key] = "both" if key in parameters.SNAPSHOT_CLASS_KEYS else "StorageClass"
+    for key in parameters.SNAPSHOT_CLASS_KEYS:
+        expected.setdefault(key, "VolumeSnapshotClass")
+    assert documented == expected
 
 
 # --- metrics -------------------------------------------------------------------------------
