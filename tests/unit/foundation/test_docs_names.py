@@ -67,6 +67,14 @@ def settings_env() -> set[str]:
     return {f.metadata["env"] for f in fields(Settings) if "env" in f.metadata}
 
 
+def test_every_docs_page_is_in_the_index_and_the_readme() -> None:
+    pages = {p.name for p in (REPO / "docs").glob("*.md")} - {"README.md"}
+    index = set(re.findall(r"\]\(([a-z-]+\.md)\)", (REPO / "docs" / "README.md").read_text()))
+    layout = set(re.findall(r"\]\(docs/([a-z-]+\.md)\)", section(README, "## Layout")))
+    assert index == pages
+    assert layout == pages
+
+
 # --- settings ------------------------------------------------------------------------------
 
 
