@@ -65,7 +65,8 @@ cluster: install binaries
 	$(BIN)/python -m elasticsan_snapshotter.local_cluster
 
 # The first five minutes: control plane, emulator, operator, snapshot, restore and export, then clean up.
-demo: install binaries
+# The gRPC stubs too, so that nothing it runs depends on an earlier `make stubs`.
+demo: install stubs binaries
 	$(BIN)/elasticsan-snapshotter demo
 
 # The freeze window of FilesystemConsistent groups (2, 5, 10 members; 0 and 200 ms cuts); root and loop devices.

@@ -156,7 +156,8 @@ class Settings:
             env_name = f.metadata.get("env")
             help_text = f"{help_text} (env {env_name})".strip() if env_name else help_text
             if f.type == "bool":
-                parser.add_argument(flag, action="store_const", const=True, default=None, help=help_text)
+                # --x and --no-x: a flag can turn off a setting that defaults to on (leader election).
+                parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
             else:
                 parser.add_argument(flag, default=None, help=help_text)
 

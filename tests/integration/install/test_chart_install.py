@@ -326,3 +326,47 @@ def test_operator_runs_the_scenario_with_the_manifests_service_account(
     tmp_path: Path,
 ) -> None:
     run_scenario(cluster, api_client, emulator, demo_san, manifests, tmp_path)
+
+
+def test_install_notes_name_the_lease_that_elects_the_active_replica(
+    tools: Tools, cluster: LocalCluster
+) -> None:
+    # The chart never turns leader election off, so standbys wait on the Lease, not on Kopf peering.
+    # A dry run still needs the peering kind known; Helm would install it from crds/ anyway.
+    kopf_crds = CHART / "crds" / "kopf-peerings.yaml"
+    tools.run("kubectl", "--kubeconfig", str(cluster.kubeconfig), "apply", "-f", str(kopf_crds))
+    out = tools.run(
+        "helm",
+        "install",
+        "ess-notes",
+        str(CHART),
+        "--dry-run=client",
+        "--kubeconfig",
+        str(cluster.kubeconfig),
+        "-n",
+        "ess-notes",
+        "--set",
+        "replicaCount=2",
+        # Another release of this run may own the CRDs; the notes do not depend on them.
+        "--set",
+        "crds.install=false",
+    ).stdout
+    notes = out[out.index("NOTES:") :]
+    [line] = [line for line in notes.splitlines() if line.startswith("2 replicas")]
+    assert "Lease ess-notes-elasticsan-snapshotter" in line, line
+    assert "peering" not in line, line
+
+
+def test_install_docs_rbac_table_is_what_the_chart_grants() -> None:
+    # NEEDED is checked against the real API server above; the docs' table must say the same.
+    text = (REPO_ROOT / "docs" / "install.md").read_text()
+    rows = {}
+    for line in text[text.index("| Resource | Verbs | Why |") :].splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        resource, verbs, _why = (cell.strip() for cell in line.strip("|").split("|"))
+        rows[resource.split()[0].strip("`")] = {v.strip() for v in verbs.split(";")[0].split(",")}
+    for (resource, _names), verbs in NEEDED.items():
+        name, _, sub = resource.partition("/")
+        key = name.split(".")[0] + (f"/{sub}" if sub else "")
+        assert rows.get(key) == verbs, f"{key}: docs {rows.get(key)}, chart {verbs}"
