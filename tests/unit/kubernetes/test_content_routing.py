@@ -96,9 +96,9 @@ def test_each_content_has_at_most_one_handler(content: Body, handlers: tuple[boo
     assert got == handlers
 
 
-def _imported(kube: FakeKube, policy: str, *, bound_to: Body | None = None) -> str:
+def _imported(kube: FakeKube, policy: str, *, bound_to: Body | None = None, handle: str = "") -> str:
     """A pre-provisioned content as a restore of a group member's snapshot writes it."""
-    body = _content(GROUP_DRIVER_NAME, {"snapshotHandle": SNAPSHOT.handle(SUBSCRIPTION)})
+    body = _content(GROUP_DRIVER_NAME, {"snapshotHandle": handle or SNAPSHOT.handle(SUBSCRIPTION)})
     body["spec"]["deletionPolicy"] = policy
     body["metadata"]["finalizers"] = [FIN_CONTENT_BOUND]
     if bound_to is not None:
@@ -163,8 +163,8 @@ async def test_deleting_an_imported_content_honours_its_policy(policy: str, kept
             await azure.get_snapshot(SNAPSHOT)
 
 
-async def test_a_claim_is_restored_from_a_snapshot_bound_to_an_imported_content() -> None:
-    kube, azure = _seeded()
+def _restore(kube: FakeKube, *, handle: str = "") -> Body:
+    """A VolumeSnapshot bound to an imported content, and a claim restoring it."""
     storage_class(kube)
     vs = kube.seed(
         VOLUME_SNAPSHOT,
@@ -173,12 +173,31 @@ async def test_a_claim_is_restored_from_a_snapshot_bound_to_an_imported_content(
             "spec": {"source": {"volumeSnapshotContentName": "imported"}},
         },
     )
-    _imported(kube, "Retain", bound_to=vs)
+    _imported(kube, "Retain", bound_to=vs, handle=handle)
     restored = claim(kube, "data-restored")
     source = {"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": "restored"}
     kube.patch_direct(PERSISTENT_VOLUME_CLAIM, "data-restored", {"spec": {"dataSource": source}}, NAMESPACE)
+    return restored
+
+
+async def test_a_claim_is_restored_from_a_snapshot_bound_to_an_imported_content() -> None:
+    kube, azure = _seeded()
+    restored = _restore(kube)
     await Operator(kube, azure).settle()
     pv = kube.get_object(PERSISTENT_VOLUME, f"pvc-{restored['metadata']['uid']}")
     assert pv is not None, [e["message"] for e in kube.events_about("data-restored")]
     volumes = [v for v in await azure.list_volumes(GROUP) if v.id != VOLUME]
     assert [v.source for v in volumes] == [SNAPSHOT]
+
+
+async def test_a_content_of_the_iscsi_driver_naming_no_elastic_san_snapshot_is_no_restore_source() -> None:
+    kube, azure = _seeded()
+    restored = _restore(kube, handle="rg#disk1")  # a managed-disk handle: not a group member's
+    # Made ready by someone else: the operator neither served it nor restores from it.
+    kube.patch_status_direct(
+        VOLUME_SNAPSHOT_CONTENT, "imported", {"snapshotHandle": "rg#disk1", "readyToUse": True}
+    )
+    await Operator(kube, azure).settle(rounds=3)
+    assert kube.get_object(PERSISTENT_VOLUME, f"pvc-{restored['metadata']['uid']}") is None
+    messages = [e["message"] for e in kube.events_about("data-restored", "ProvisioningFailed")]
+    assert any(f"handled by driver '{GROUP_DRIVER_NAME}'" in m for m in messages), messages
