@@ -106,11 +106,12 @@ class Kube:
         snapshot_name: str,
         deletion_policy: str = "Retain",
         driver: str = DRIVER_NAME,
+        annotations: dict[str, str] | None = None,
     ) -> None:
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "VolumeSnapshotContent",
-            "metadata": {"name": name},
+            "metadata": {"name": name, "annotations": annotations or {}},
             "spec": {
                 "driver": driver,
                 "deletionPolicy": deletion_policy,

@@ -15,7 +15,7 @@ from typing import Any
 import content_scenario as contents
 from azure.core.exceptions import ResourceNotFoundError
 from azure.mgmt.elasticsan import ElasticSanMgmtClient
-from group_scenario import GIB, GROUP_DRIVER, Groups, group_snapshots
+from group_scenario import GIB, GROUP_DRIVER, MEMBER_HANDLE, Groups, group_snapshots
 from operator_scenario import RESOURCE_GROUP, SAN, VOLUME_GROUP, Kube, unique_name, wait_for
 
 from elasticsan_snapshotter.local_cluster.node import NodeStandIn
@@ -33,7 +33,9 @@ def _exists(esan: ElasticSanMgmtClient, name: str) -> bool:
     return True
 
 
-def _import(kube: Kube, namespace: str, handle: str, policy: str) -> tuple[str, str]:
+def _import(
+    kube: Kube, namespace: str, handle: str, policy: str, annotations: dict[str, str] | None = None
+) -> tuple[str, str]:
     """The content and VolumeSnapshot a restore writes for a member's handle; returns their names."""
     content, snapshot = unique_name("velero-vsc"), unique_name("velero-vs")
     kube.create_content(
@@ -43,6 +45,7 @@ def _import(kube: Kube, namespace: str, handle: str, policy: str) -> tuple[str, 
         snapshot_name=snapshot,
         deletion_policy=policy,
         driver=GROUP_DRIVER,
+        annotations=annotations,
     )
     kube.create_snapshot(namespace, snapshot, content=content)
     return content, snapshot
@@ -96,11 +99,17 @@ def test_a_member_handle_imported_with_the_iscsi_driver_restores_and_deletes_by_
     wait_for("its Elastic SAN snapshot to be deleted", lambda: not _exists(esan, snapshot_name), 60)
     assert len(group_snapshots(esan, f"{group_handle}-")) == 1  # the other member is untouched
 
-    # Policy Retain, the handle as an ARM ID: kept when the content goes.
+    # Policy Retain, the handle as an ARM ID, and the member's group annotation kept from the backup:
+    # still an import (a live member has a volumeHandle source), kept when the content goes.
     kept_name = handle_of[second].rsplit("#", 1)[1]
     arm_id = next(s.id for s in group_snapshots(esan, f"{group_handle}-") if s.name == kept_name)
-    vsc, vs_name = _import(kube, namespace, arm_id, "Retain")
+    vsc, vs_name = _import(kube, namespace, arm_id, "Retain", {MEMBER_HANDLE: group_handle})
     kube.wait_snapshot_ready(namespace, vs_name)
+    kube.create_claim(namespace, "restored-kept", storage_class, "10Gi", snapshot=vs_name)
+    assert (
+        contents.checksums(contents.mount_claim(node, kube, namespace, "restored-kept"), FILES)
+        == at_cut[second]
+    )
     kube.delete_snapshot(namespace, vs_name)
     wait_for("the VolumeSnapshot to go", lambda: kube.snapshot(namespace, vs_name) is None, 90)
     kube.custom.delete_cluster_custom_object(SNAPSHOTS, "v1", "volumesnapshotcontents", vsc)

@@ -65,12 +65,13 @@ ROUTES: list[tuple[str, Body, tuple[bool, bool]]] = [
     ),
     (
         "iSCSI, group member",
-        _content(
-            GROUP_DRIVER_NAME,
-            {"snapshotHandle": SNAPSHOT.handle(SUBSCRIPTION)},
-            {ANN_GROUP_MEMBER_HANDLE: "g-1"},
-        ),
+        _content(GROUP_DRIVER_NAME, {"volumeHandle": VOLUME.arm_id}, {ANN_GROUP_MEMBER_HANDLE: "g-1"}),
         (False, True),
+    ),
+    (
+        "iSCSI, restored with the member's annotations",
+        _content(GROUP_DRIVER_NAME, {"snapshotHandle": SNAPSHOT.arm_id}, {ANN_GROUP_MEMBER_HANDLE: "g-1"}),
+        (True, False),
     ),
     ("iSCSI, volume source", _content(GROUP_DRIVER_NAME, {"volumeHandle": VOLUME.arm_id}), (False, False)),
     (
