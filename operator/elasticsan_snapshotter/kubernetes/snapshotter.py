@@ -1,5 +1,8 @@
 """The snapshotter role: VolumeSnapshotContents of our driver, as csi-snapshotter would.
 
+Also pre-provisioned contents of the PVs' driver naming an Elastic SAN snapshot, served alike
+(content_routing.py says which contents of that driver are ours).
+
 Contract (external-snapshotter v8 sidecar): status goes through the status
 subresource; ``snapshotHandle``, ``creationTime`` (Unix ns) and
 ``restoreSize`` (bytes) are written once; ``readyToUse`` follows Azure;
