@@ -15,10 +15,10 @@ from elasticsan_snapshotter.domain import decisions
 from elasticsan_snapshotter.domain.errors import SnapshotterError
 from elasticsan_snapshotter.domain.identity import SnapshotId
 from elasticsan_snapshotter.kubernetes.api import Body
+from elasticsan_snapshotter.kubernetes.content_routing import is_group_member
 from elasticsan_snapshotter.kubernetes.reconciler import Reconciler
 from elasticsan_snapshotter.kubernetes.resources import (
     ANN_BEING_DELETED,
-    ANN_GROUP_MEMBER_HANDLE,
     FIN_CONTENT_BOUND,
     VOLUME_SNAPSHOT_CONTENT,
 )
@@ -34,10 +34,7 @@ class GroupMemberReconciler(Reconciler):
     members: Store
 
     def is_ours(self, body: Body) -> bool:
-        annotations = (body.get("metadata") or {}).get("annotations") or {}
-        return (body.get("spec") or {}).get("driver") == self.group_driver_name and bool(
-            annotations.get(ANN_GROUP_MEMBER_HANDLE)
-        )
+        return is_group_member(body, self.group_driver_name)
 
     async def reconcile(self, name: str) -> Outcome:
         body = self.members.get(name)

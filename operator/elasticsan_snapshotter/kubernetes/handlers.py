@@ -118,6 +118,7 @@ class Runtime:
             volumes=self.volumes,
             exports=self.exports,
             snapshot_classes=self.snapshot_classes,
+            group_driver_name=self.settings.group_driver_name,
         )
         self.snapshot_watcher = SnapshotWatcher(
             **common,

@@ -25,10 +25,10 @@ from elasticsan_snapshotter.domain.mapping import iscsi_volume_attributes
 from elasticsan_snapshotter.domain.ports import VolumeInfo, VolumeSource
 from elasticsan_snapshotter.kubernetes import retry
 from elasticsan_snapshotter.kubernetes.api import Body
+from elasticsan_snapshotter.kubernetes.content_routing import imported_snapshot, is_group_member
 from elasticsan_snapshotter.kubernetes.events import NORMAL, WARNING
 from elasticsan_snapshotter.kubernetes.reconciler import Reconciler
 from elasticsan_snapshotter.kubernetes.resources import (
-    ANN_GROUP_MEMBER_HANDLE,
     ANN_PROVISIONED_BY,
     ANN_PROVISIONING_VOLUME,
     ANN_STORAGE_PROVISIONER,
@@ -275,7 +275,7 @@ class ClaimReconciler(Reconciler):
             raise InvalidRequest(
                 f"VolumeSnapshotContent {content_name} is not bound to VolumeSnapshot {namespace}/{vs_name}"
             )
-        if content["spec"].get("driver") != storage_class.get("provisioner") and not self._is_group_member(
+        if content["spec"].get("driver") != storage_class.get("provisioner") and not self._of_the_pvs_driver(
             content
         ):
             raise InvalidRequest(
@@ -297,11 +297,10 @@ class ClaimReconciler(Reconciler):
             )
         return str(handle), content
 
-    def _is_group_member(self, content: Body) -> bool:
-        """Members of a group carry the group driver name (the PVs' driver), not ours."""
-        annotations = (content.get("metadata") or {}).get("annotations") or {}
-        return (
-            content["spec"].get("driver") == self.group_driver_name and ANN_GROUP_MEMBER_HANDLE in annotations
+    def _of_the_pvs_driver(self, content: Body) -> bool:
+        """Group members, and imports of their snapshots, carry the PVs' driver name, not ours."""
+        return is_group_member(content, self.group_driver_name) or (
+            imported_snapshot(content, self.group_driver_name, self.subscription) is not None
         )
 
     # -- the PersistentVolume ---------------------------------------------------------

@@ -1,5 +1,8 @@
 """The snapshotter role: VolumeSnapshotContents of our driver, as csi-snapshotter would.
 
+Also pre-provisioned contents of the PVs' driver naming an Elastic SAN snapshot, served alike
+(content_routing.py says which contents of that driver are ours).
+
 Contract (external-snapshotter v8 sidecar): status goes through the status
 subresource; ``snapshotHandle``, ``creationTime`` (Unix ns) and
 ``restoreSize`` (bytes) are written once; ``readyToUse`` follows Azure;
@@ -23,6 +26,7 @@ from typing import Any
 from elasticsan_snapshotter import metrics
 from elasticsan_snapshotter.domain import decisions, names, parameters
 from elasticsan_snapshotter.domain.errors import InvalidRequest, NotFound, SnapshotterError, bounded
+from elasticsan_snapshotter.domain.groups import GROUP_DRIVER_NAME
 from elasticsan_snapshotter.domain.identity import (
     DiskSnapshotId,
     SnapshotId,
@@ -34,6 +38,7 @@ from elasticsan_snapshotter.domain.mapping import SanIndex, volume_of
 from elasticsan_snapshotter.domain.ports import SnapshotInfo
 from elasticsan_snapshotter.kubernetes import retry
 from elasticsan_snapshotter.kubernetes.api import Body
+from elasticsan_snapshotter.kubernetes.content_routing import imported_snapshot
 from elasticsan_snapshotter.kubernetes.events import NORMAL, WARNING
 from elasticsan_snapshotter.kubernetes.reconciler import Reconciler
 from elasticsan_snapshotter.kubernetes.resources import (
@@ -92,14 +97,16 @@ class ContentReconciler(Reconciler):
     """ElasticSanSnapshotExports: deletion of a snapshot waits while one of them copies it."""
     snapshot_classes: Store | None = None
     """VolumeSnapshotClasses: their parameters are checked before a snapshot is taken."""
+    group_driver_name: str = GROUP_DRIVER_NAME
+    """The PVs' CSI driver: its pre-provisioned contents of Elastic SAN snapshots are served too."""
     _exports_listed: bool = field(default=False, init=False)
 
     def is_ours(self, body: Body) -> bool:
         spec = body.get("spec") or {}
         source = spec.get("source") or {}
-        return spec.get("driver") == self.driver_name and bool(
-            source.get("volumeHandle") or source.get("snapshotHandle")
-        )
+        if spec.get("driver") == self.driver_name:
+            return bool(source.get("volumeHandle") or source.get("snapshotHandle"))
+        return imported_snapshot(body, self.group_driver_name, self.subscription) is not None
 
     async def reconcile(self, name: str) -> Outcome:
         body = self.contents.get(name)

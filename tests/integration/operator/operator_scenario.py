@@ -105,13 +105,15 @@ class Kube:
         snapshot_namespace: str,
         snapshot_name: str,
         deletion_policy: str = "Retain",
+        driver: str = DRIVER_NAME,
+        annotations: dict[str, str] | None = None,
     ) -> None:
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "VolumeSnapshotContent",
-            "metadata": {"name": name},
+            "metadata": {"name": name, "annotations": annotations or {}},
             "spec": {
-                "driver": DRIVER_NAME,
+                "driver": driver,
                 "deletionPolicy": deletion_policy,
                 "source": {"snapshotHandle": handle},
                 "volumeSnapshotRef": {"name": snapshot_name, "namespace": snapshot_namespace},
