@@ -16,20 +16,24 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 from elasticsan_snapshotter import metrics
 from elasticsan_snapshotter.domain.errors import NotFound, SnapshotterError
 from elasticsan_snapshotter.domain.freeze import (
+    CUT,
     FILESYSTEM_CONSISTENT,
+    FREEZE,
+    RESERVE,
+    THAWED,
     FreezeAgentPort,
     FreezePolicy,
     LeaseState,
     LeaseView,
     MemberMount,
-    Outcome,
     Proof,
+    WindowResult,
+    WindowStep,
     lease_ttl,
     outcome,
     plan_freeze,
@@ -39,24 +43,6 @@ from elasticsan_snapshotter.domain.freeze import (
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-RESERVE, FREEZE, CUT, THAWED = "Reserve", "Freeze", "Cut", "Thawed"
-
-
-@dataclass(frozen=True)
-class WindowStep:
-    phase: str
-    lease_id: str
-    nodes: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class WindowResult(Generic[T]):
-    outcome: Outcome
-    cut: T
-    proof: Proof | None
-    frozen_seconds: float
-    """First freeze sent to last thaw answered; 0 when nothing was frozen."""
 
 
 async def _no_record(step: WindowStep) -> None:

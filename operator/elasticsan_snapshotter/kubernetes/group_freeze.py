@@ -1,0 +1,141 @@
+"""The Kubernetes side of a FilesystemConsistent group: where members are mounted, where the agents
+are, and the lease record on the group content.
+
+* **Mounts.** A member's PV names its claim (``spec.claimRef``); the pods of that namespace whose
+  ``spec.volumes`` use the claim and that have a node (``spec.nodeName``) and have not ended mount
+  it. The agent finds the mount itself from the pod's UID and the PV's name.
+* **Agents.** The freeze agent DaemonSet's pods, listed by label in their namespace (the
+  operator's): a pod that is Running with a pod IP serves its node at ``<pod IP>:<its container
+  port named "freeze">``. A node without such a pod has no agent.
+* **Record.** Before each step of the window the lease, the step and the nodes go into the
+  annotation ``elasticsan.snapshotter.dev/freeze-lease``, and it is removed once everything is
+  thawed; a restarted operator that finds it releases the lease before anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from elasticsan_snapshotter.domain.freeze import THAWED, FreezeWindowPort, MemberMount, WindowStep
+from elasticsan_snapshotter.kubernetes.api import Body, KubeApi
+from elasticsan_snapshotter.kubernetes.resources import ANN_GROUP_FREEZE_LEASE, POD
+
+logger = logging.getLogger(__name__)
+
+AGENT_PORT_NAME = "freeze"
+_ENDED = ("Succeeded", "Failed")
+
+
+@dataclass(frozen=True)
+class MemberVolume:
+    """A member's PV and the claim it is bound to (None: no claim, so no pod can mount it)."""
+
+    volume_handle: str
+    pv_name: str
+    claim: tuple[str, str] | None
+
+
+def member_volume(volume_handle: str, pv: Body) -> MemberVolume:
+    ref = (pv.get("spec") or {}).get("claimRef") or {}
+    claim = (str(ref["namespace"]), str(ref["name"])) if ref.get("namespace") and ref.get("name") else None
+    return MemberVolume(volume_handle, str(pv["metadata"]["name"]), claim)
+
+
+def _uses_claim(pod: Body, claim: str) -> bool:
+    volumes = (pod.get("spec") or {}).get("volumes") or []
+    return any((v.get("persistentVolumeClaim") or {}).get("claimName") == claim for v in volumes)
+
+
+def agent_endpoint(pod: Body) -> tuple[str, str] | None:
+    """(node, ``<pod IP>:<port>``) of a serving agent pod, or None."""
+    spec, status = pod.get("spec") or {}, pod.get("status") or {}
+    node, ip = spec.get("nodeName"), status.get("podIP")
+    if (
+        not node
+        or not ip
+        or status.get("phase") != "Running"
+        or (pod.get("metadata") or {}).get("deletionTimestamp")
+    ):
+        return None
+    for container in spec.get("containers") or []:
+        for port in container.get("ports") or []:
+            if port.get("name") == AGENT_PORT_NAME and port.get("containerPort"):
+                host = f"[{ip}]" if ":" in ip else ip
+                return str(node), f"{host}:{int(port['containerPort'])}"
+    return None
+
+
+def recorded_step(body: Body) -> WindowStep | None:
+    raw = ((body.get("metadata") or {}).get("annotations") or {}).get(ANN_GROUP_FREEZE_LEASE)
+    if not raw:
+        return None
+    try:
+        data = json.loads(raw)
+        return WindowStep(str(data["phase"]), str(data["lease"]), tuple(str(n) for n in data["nodes"]))
+    except (ValueError, KeyError, TypeError):
+        logger.error("unreadable %s annotation %r; leases end at their TTL", ANN_GROUP_FREEZE_LEASE, raw)
+        return None
+
+
+def step_record(step: WindowStep) -> str | None:
+    """The annotation value for ``step``; None (remove it) once nothing is held any more."""
+    if step.phase == THAWED:
+        return None
+    return json.dumps({"lease": step.lease_id, "phase": step.phase, "nodes": list(step.nodes)})
+
+
+@dataclass(kw_only=True)
+class FreezeAgents:
+    """Where the freeze agents are, and the window that runs with them."""
+
+    api: KubeApi
+    window: FreezeWindowPort
+    namespace: str
+    selector: str
+
+    async def endpoints(self) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for pod in await self.api.list(POD, self.namespace, label_selector=self.selector or None):
+            endpoint = agent_endpoint(pod)
+            if endpoint is not None:
+                found[endpoint[0]] = endpoint[1]
+        return found
+
+    async def mounts(self, members: Sequence[MemberVolume]) -> list[MemberMount]:
+        """Each member with the (node, pod UID) pairs of the pods that mount it now."""
+        pods: dict[str, list[Body]] = {}
+        for namespace in sorted({m.claim[0] for m in members if m.claim}):
+            pods[namespace] = await self.api.list(POD, namespace)
+        found = []
+        for member in members:
+            mounts: set[tuple[str, str]] = set()
+            if member.claim:
+                namespace, claim = member.claim
+                for pod in pods[namespace]:
+                    node = (pod.get("spec") or {}).get("nodeName")
+                    phase = (pod.get("status") or {}).get("phase")
+                    if node and phase not in _ENDED and _uses_claim(pod, claim):
+                        mounts.add((str(node), str(pod["metadata"]["uid"])))
+            found.append(MemberMount(member.volume_handle, member.pv_name, tuple(sorted(mounts))))
+        return found
+
+    async def pods_after(self, members: Sequence[MemberVolume]) -> Iterable[tuple[str, str, str]]:
+        return [(n, uid, m.pv_name) for m in await self.mounts(members) for n, uid in m.mounts]
+
+    async def release(self, step: WindowStep) -> None:
+        if step.phase != THAWED and step.nodes:
+            await self.window.release(await self.endpoints(), step.lease_id, step.nodes)
+
+
+__all__ = [
+    "AGENT_PORT_NAME",
+    "FreezeAgents",
+    "MemberVolume",
+    "agent_endpoint",
+    "member_volume",
+    "recorded_step",
+    "step_record",
+]
