@@ -19,7 +19,14 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from elasticsan_snapshotter.domain.freeze import THAWED, FreezeWindowPort, MemberMount, WindowStep
+from elasticsan_snapshotter.domain.freeze import (
+    CUT,
+    FREEZE,
+    THAWED,
+    FreezeWindowPort,
+    MemberMount,
+    WindowStep,
+)
 from elasticsan_snapshotter.kubernetes.api import Body, KubeApi
 from elasticsan_snapshotter.kubernetes.resources import ANN_GROUP_FREEZE_LEASE, POD
 
@@ -126,7 +133,8 @@ class FreezeAgents:
         return [(n, uid, m.pv_name) for m in await self.mounts(members) for n, uid in m.mounts]
 
     async def release(self, step: WindowStep) -> None:
-        if step.phase != THAWED and step.nodes:
+        """Thaw a recorded lease; before the Freeze step nothing was sent, so nothing is held."""
+        if step.phase in (FREEZE, CUT) and step.nodes:
             await self.window.release(await self.endpoints(), step.lease_id, step.nodes)
 
 

@@ -223,13 +223,13 @@ class GroupContentReconciler(Reconciler):
         return result
 
     async def _release_recorded(self, body: Body) -> freeze.WindowStep | None:
-        """A lease an earlier attempt recorded and may still hold (the operator stopped): thaw it first."""
+        """A lease an earlier attempt recorded and may still hold (the operator stopped): thaw it first.
+
+        The record stays until a new window replaces it or the group is published, so that a
+        transient error in between cannot make the restarted operator forget the attempt."""
         step = recorded_step(body)
-        if ANN_GROUP_FREEZE_LEASE not in ((body.get("metadata") or {}).get("annotations") or {}):
-            return None
         if step is not None and self.freeze_agents is not None:
-            await self.freeze_agents.release(step)
-        await self._annotate(body, {ANN_GROUP_FREEZE_LEASE: None})
+            await self.freeze_agents.release(step)  # idempotent: a thawed lease stays thawed
         return step
 
     async def _reserve(self, body: Body, handle: str, members: list[Member], *, fresh: bool = False) -> None:
@@ -329,6 +329,7 @@ class GroupContentReconciler(Reconciler):
                 ANN_GROUP_CONSISTENCY: level,
                 ANN_GROUP_CUT_WINDOW: f"{cut_window:.3f}",
                 ANN_GROUP_FREEZE_WINDOW: f"{window.frozen_seconds:.3f}" if window.frozen_seconds else None,
+                ANN_GROUP_FREEZE_LEASE: None,
             },
         )
         metrics.GROUP_SNAPSHOTS.labels(result="Ready").inc()

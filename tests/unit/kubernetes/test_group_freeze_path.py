@@ -17,6 +17,7 @@ import pytest
 from test_group_snapshotter import HANDLE, World
 
 from elasticsan_snapshotter.domain import freeze
+from elasticsan_snapshotter.domain.errors import Transient
 from elasticsan_snapshotter.domain.freeze import (
     CUT,
     FREEZE,
@@ -243,15 +244,19 @@ async def test_a_restarted_operator_releases_the_recorded_lease_and_never_claims
     assert len(await world.members_in_azure()) == 2
 
     window.stop_in_cut = False
+    # A transient error right after the restart must not make the operator forget the stopped attempt.
+    world.azure.fail_next("list_snapshots", Transient("busy", retry_after=1.0))
+    assert await world.reconcile() == Requeue(1.0)
+    assert ANN_GROUP_FREEZE_LEASE in world.content()["metadata"]["annotations"]
     assert await world.reconcile() is None
-    assert window.released == [(held["lease"], ("node-a", "node-b"))]
+    assert set(window.released) == {(held["lease"], ("node-a", "node-b"))}  # only what was frozen
     annotations = world.content()["metadata"]["annotations"]
     assert ANN_GROUP_FREEZE_LEASE not in annotations
     assert annotations[ANN_GROUP_CONSISTENCY] == level
     if on_unproven == freeze.RETRY:
         # The old members were deleted and cut again inside a new, proven window.
         assert world.azure.call_count("delete_snapshot") == 2
-        assert len(window.runs) == 2
+        assert len(window.runs) == 3  # stopped, failed in its reserve, proven
     else:
         assert len(window.runs) == 1
         assert world.azure.call_count("delete_snapshot") == 0

@@ -1,0 +1,340 @@
+"""FilesystemConsistent VolumeGroupSnapshots through the operator, with real freezes.
+
+Two node stand-ins, each with a real freeze agent under its own kubelet root; the claims' volumes
+(real ext4 on the emulator's volume files) are mounted where kubelet would for a pod's UID, and
+one writer appends numbered, fsynced records alternately to both. A group's set is one point in
+time exactly when the last record in one member snapshot and the last in the other are
+neighbours in the writer's order; the member snapshots are read back from volumes restored from
+them in the emulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.mgmt.elasticsan import ElasticSanMgmtClient
+from freeze_scenario import (
+    CONSISTENCY,
+    FREEZE_LEASE,
+    FREEZE_WINDOW,
+    NODES,
+    AgentProcess,
+    Node,
+    Pki,
+    agent_pod,
+    create_pod,
+    is_frozen,
+    last_records,
+    make_pki,
+    member_puts,
+    node,
+    pod_body,
+    recorded_lease,
+    require_loop_devices,
+    scratch_dir,
+    tls_dir,
+    workload,
+)
+from group_scenario import Groups
+from kubernetes import client as k8s
+from operator_emulator import seeded_emulator
+from operator_scenario import Kube, StartOperator, unique_name
+
+from elasticsan_snapshotter.domain.freeze import LeaseState
+from elasticsan_snapshotter.emulator.process import EmulatorProcess
+from elasticsan_snapshotter.local_cluster.node import NodeStandIn, reflink_unavailable
+from elasticsan_snapshotter.local_cluster.operator_process import OperatorProcess
+from node_support import checked_node
+from waiting import wait_for
+
+ROUNDS = 20
+LABELS = {"app": "db"}
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path | None]:
+    """A reflink file system for the emulator's state (snapshots are then atomic copies), or None."""
+    if reflink_unavailable() is not None:
+        yield None
+        return
+    with checked_node(None, tmp_path_factory.mktemp("unused-kubelet")) as stand_in:
+        yield stand_in.reflink_directory()
+
+
+@pytest.fixture(scope="module")
+def access_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("access") / "access.jsonl"
+
+
+@pytest.fixture(scope="module")
+def emulator(
+    scratch: Path | None, access_log: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[EmulatorProcess]:
+    state = scratch / "emulator" if scratch else tmp_path_factory.mktemp("emulator")
+    # Dozens of groups of the same two volumes: far more than 7 snapshots per volume in 5 minutes.
+    process = seeded_emulator(
+        state, extra_args=("--snapshot-rate-limit", "1000", "--access-log", str(access_log))
+    )
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@dataclass
+class Rig:
+    pki: Pki
+    nodes: dict[str, Node]
+    stand_ins: dict[str, NodeStandIn]
+    agents: dict[str, AgentProcess]
+    start: StartOperator
+    env: dict[str, str]
+    operator: OperatorProcess = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.operator = self.start(**self.env)
+
+    def restart_operator(self) -> None:
+        self.operator.kill()
+        self.operator = self.start(**self.env)
+
+    def lease_state(self, node_name: str, lease_id: str) -> LeaseState:
+        async def read() -> LeaseState:
+            client = self.agents[node_name].client()
+            try:
+                return (await client.get_lease(lease_id)).state
+            finally:
+                await client.close()
+
+        return asyncio.run(read())
+
+
+@pytest.fixture(scope="module")
+def rig(
+    emulator: EmulatorProcess,
+    start_operator: StartOperator,
+    api_client: k8s.ApiClient,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Rig]:
+    require_loop_devices()
+    kube = Kube(api_client)
+    agents_namespace = unique_name("ess-agents")
+    kube.core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=agents_namespace)))
+    pki = make_pki(tmp_path_factory.mktemp("pki"))
+    try:
+        with contextlib.ExitStack() as stack:
+            nodes = {n: stack.enter_context(node(n)) for n in NODES}
+            stand_ins = {
+                n: stack.enter_context(checked_node(emulator.admin, nodes[n].kubelet_root)) for n in NODES
+            }
+            agents = {n: AgentProcess(nodes[n], pki) for n in NODES}
+            stack.callback(_stop_agents, agents)
+            for name, agent in agents.items():
+                asyncio.run(agent.start())
+                agent_pod(kube, agents_namespace, name, agent.port)
+            env = {
+                "ESS_FREEZE_AGENT_NAMESPACE": agents_namespace,
+                "ESS_FREEZE_CLIENT_TLS_DIR": str(tls_dir(pki, tmp_path_factory.mktemp("client-tls"))),
+                "ESS_SNAPSHOTS_PER_WINDOW": "1000",
+            }
+            rig = Rig(pki, nodes, stand_ins, agents, start_operator, env)
+            try:
+                yield rig
+            finally:
+                rig.operator.stop()
+    finally:
+        kube.core.delete_namespace(agents_namespace)
+
+
+def _stop_agents(agents: dict[str, AgentProcess]) -> None:
+    for agent in agents.values():
+        if agent.process is not None and agent.process.poll() is None:
+            agent.stop()
+
+
+def content_of(groups: Groups, name: str) -> dict[str, Any] | None:
+    vgs = groups.get(name) or {}
+    bound = (vgs.get("status") or {}).get("boundVolumeGroupSnapshotContentName")
+    return groups.content(bound) if bound else None
+
+
+def cut(groups: Groups, name: str, group_class: str) -> dict[str, Any]:
+    """Take a group and return its content once the operator published it."""
+    groups.create(name, group_class, LABELS)
+
+    def published() -> dict[str, Any] | None:
+        content = content_of(groups, name)
+        annotations = (content or {}).get("metadata", {}).get("annotations") or {}
+        return content if CONSISTENCY in annotations else None
+
+    return wait_for(f"group {name} to be published", published, 120, interval=0.1)
+
+
+def test_filesystem_consistent_groups_are_one_point_in_time_and_crash_consistent_ones_are_not(
+    rig: Rig,
+    emulator: EmulatorProcess,
+    esan: ElasticSanMgmtClient,
+    kube: Kube,
+    namespace: str,
+    source_volume: Callable[..., Any],
+    access_log: Path,
+    tmp_path: Path,
+) -> None:
+    groups = Groups(kube, namespace)
+    storage_class, frozen = groups.classes("Delete", consistency="FilesystemConsistent")
+    crash = unique_name("crash")
+    groups.create_class(crash, consistency="CrashConsistentPerVolume")
+    claims = groups.labelled_claims(source_volume, storage_class, 2, LABELS)
+    scratch = scratch_dir(tmp_path)
+    inconsistent_crash = 0
+    with workload(kube, namespace, claims, rig.nodes, rig.stand_ins) as load:
+        by_node = {node_name: handle for handle, node_name in load.handles.items()}
+
+        def neighbours(content: dict[str, Any]) -> tuple[bool, dict[str, int | None]]:
+            last = last_records(esan, emulator.admin, content, scratch)
+            a, b = last[by_node["node-a"]], last[by_node["node-b"]]
+            return a is not None and b is not None and abs(a - b) == 1, last
+
+        for n in range(ROUNDS):
+            content = cut(groups, f"fs-{n}", frozen)
+            annotations = content["metadata"]["annotations"]
+            assert annotations[CONSISTENCY] == "FilesystemConsistent"
+            assert float(annotations[FREEZE_WINDOW]) > 0
+            assert FREEZE_LEASE not in annotations
+            # The freeze really held: no record completed from the first member's PUT to the last one's.
+            emulator.admin.counters()  # flushes the access log
+            puts = member_puts(access_log, content)
+            assert len(puts) == 2
+            assert load.writer.done_between(min(p[0] for p in puts), max(p[1] for p in puts)) == []
+            adjacent, last = neighbours(content)
+            assert adjacent, f"round {n}: a proven freeze gave a set that is not one point in time: {last}"
+            groups.delete(f"fs-{n}")
+
+            content = cut(groups, f"cc-{n}", crash)
+            assert content["metadata"]["annotations"][CONSISTENCY] == "CrashConsistentPerVolume"
+            inconsistent_crash += not neighbours(content)[0]
+            groups.delete(f"cc-{n}")
+        assert not any(is_frozen(m.path) for m in load.mounts.values())
+        assert load.writer.advancing()
+    print(
+        f"\n{ROUNDS} FilesystemConsistent groups through the operator: all one point in time; "
+        f"{ROUNDS} CrashConsistentPerVolume groups taken the same way: {inconsistent_crash} not"
+    )
+
+
+def test_an_operator_killed_while_frozen_is_thawed_by_the_agents_and_the_group_is_not_claimed(
+    rig: Rig,
+    emulator: EmulatorProcess,
+    kube: Kube,
+    namespace: str,
+    source_volume: Callable[..., Any],
+) -> None:
+    groups = Groups(kube, namespace)
+    storage_class, frozen = groups.classes(
+        "Delete",
+        consistency="FilesystemConsistent",
+        freezeBudgetSeconds="3",
+        onUnprovenFreeze="PublishCrashConsistent",
+    )
+    claims = groups.labelled_claims(source_volume, storage_class, 2, LABELS)
+    with workload(kube, namespace, claims, rig.nodes, rig.stand_ins) as load:
+        emulator.admin.update_settings(lroSeconds=8)  # the cut is still running when the operator dies
+        try:
+            groups.create("killed", frozen, LABELS)
+
+            def cutting() -> dict[str, Any] | None:
+                held = recorded_lease(content_of(groups, "killed"))
+                return held if held and held["phase"] == "Cut" else None
+
+            held = wait_for("the cut to begin under a recorded lease", cutting, 60, interval=0.05)
+            assert held["nodes"] == list(NODES)
+            assert all(is_frozen(m.path) for m in load.mounts.values())
+            assert load.writer.stalled(over=0.3)
+            rig.operator.kill()
+            for node_name in NODES:  # the agents' own timers, in their own processes
+                wait_for(
+                    f"the lease on {node_name} to expire",
+                    lambda n=node_name: rig.lease_state(n, held["lease"]) is LeaseState.EXPIRED,
+                    30,
+                    interval=0.1,
+                )
+            assert not any(is_frozen(m.path) for m in load.mounts.values())
+            assert load.writer.advancing()
+        finally:
+            emulator.admin.update_settings(lroSeconds=0)
+        rig.restart_operator()
+        groups.wait_ready("killed")
+        content = groups.content_of("killed")
+        annotations = content["metadata"]["annotations"]
+        assert annotations[CONSISTENCY] == "CrashConsistentPerVolume"
+        assert FREEZE_LEASE not in annotations
+        assert FREEZE_WINDOW not in annotations
+        unproven = kube.wait_event(namespace, "killed", "FreezeNotProven")
+        assert held["lease"] in unproven.message
+        cut_event = kube.wait_event(namespace, "killed", "GroupSnapshotCut")
+        assert "CrashConsistentPerVolume" in cut_event.message
+
+
+def test_a_cut_slower_than_the_lease_is_not_filesystem_consistent(
+    rig: Rig,
+    emulator: EmulatorProcess,
+    kube: Kube,
+    namespace: str,
+    source_volume: Callable[..., Any],
+) -> None:
+    groups = Groups(kube, namespace)
+    storage_class, frozen = groups.classes(
+        "Delete",
+        consistency="FilesystemConsistent",
+        freezeBudgetSeconds="1.5",
+        onUnprovenFreeze="PublishCrashConsistent",
+    )
+    claims = groups.labelled_claims(source_volume, storage_class, 2, LABELS)
+    with workload(kube, namespace, claims, rig.nodes, rig.stand_ins) as load:
+        emulator.admin.update_settings(lroSeconds=3)
+        try:
+            content = cut(groups, "slow", frozen)
+        finally:
+            emulator.admin.update_settings(lroSeconds=0)
+        assert content["metadata"]["annotations"][CONSISTENCY] == "CrashConsistentPerVolume"
+        unproven = kube.wait_event(namespace, "slow", "FreezeNotProven")
+        assert "Expired, not Active" in unproven.message
+        assert not any(is_frozen(m.path) for m in load.mounts.values())
+        assert load.writer.advancing()
+    exposed = {
+        name: float(value)
+        for name, _, value in (
+            ln.rpartition(" ") for ln in rig.operator.metrics().splitlines() if ln and ln[0] != "#"
+        )
+    }
+    assert exposed["elasticsan_snapshotter_freeze_leases_expired_total"] >= 1
+    assert exposed["elasticsan_snapshotter_freeze_proofs_failed_total"] >= 1
+    assert (
+        exposed['elasticsan_snapshotter_group_snapshot_levels_total{level="CrashConsistentPerVolume"}'] >= 1
+    )
+
+
+def test_a_member_mounted_on_a_node_without_an_agent_fails_the_group_naming_the_node(
+    rig: Rig,
+    emulator: EmulatorProcess,
+    kube: Kube,
+    namespace: str,
+    source_volume: Callable[..., Any],
+) -> None:
+    groups = Groups(kube, namespace)
+    storage_class, frozen = groups.classes("Delete", consistency="FilesystemConsistent")
+    claims = groups.labelled_claims(source_volume, storage_class, 2, LABELS)
+    # The first member is mounted nowhere (it needs no freeze); the second by a pod on node-c.
+    create_pod(kube, namespace, pod_body("app-c", "node-c", claim=claims[1][0]))
+    emulator.admin.reset_counters()
+    groups.create("lonely", frozen, LABELS)
+    message = groups.wait_error("lonely", "node-c")
+    assert "no freeze agent" in message
+    assert "node-a" not in message
+    assert emulator.admin.count(method="PUT", kind="volumeSnapshots") == 0
