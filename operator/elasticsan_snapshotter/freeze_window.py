@@ -78,9 +78,10 @@ class FreezeCoordinator:
         nodes = plan.nodes
         await self.record(WindowStep(RESERVE, lease_id, nodes))
         await reserve()
-        if not nodes:  # nothing mounted, so nothing can write: the set is consistent as it stands
+        if not nodes:  # nothing mounted, so nothing can write: consistent, unless a pod began to mount
             result = await cut()
-            return WindowResult(outcome(policy, Proof(True)), result, Proof(True), 0.0)
+            proof = prove(plan, {}, {}, await pods_after())
+            return WindowResult(outcome(policy, proof), result, proof, 0.0)
         identities = await asyncio.gather(*(self.agents[n].identity() for n in nodes))
         boots = {n: i.boot_id for n, i in zip(nodes, identities, strict=True)}
         await self.record(WindowStep(FREEZE, lease_id, nodes))
