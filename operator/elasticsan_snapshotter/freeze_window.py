@@ -31,7 +31,6 @@ from elasticsan_snapshotter.domain.freeze import (
     LeaseState,
     LeaseView,
     MemberMount,
-    Proof,
     WindowResult,
     WindowStep,
     lease_ttl,
