@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from azure.mgmt.elasticsan import ElasticSanMgmtClient
+from content_scenario import reflink_scratch
 from freeze_scenario import (
     CONSISTENCY,
     FREEZE_LEASE,
@@ -41,14 +42,14 @@ from freeze_scenario import (
     tls_dir,
     workload,
 )
-from group_scenario import Groups
+from group_scenario import Groups, exposed_metrics
 from kubernetes import client as k8s
 from operator_emulator import seeded_emulator
 from operator_scenario import Kube, StartOperator, unique_name
 
 from elasticsan_snapshotter.domain.freeze import LeaseState
 from elasticsan_snapshotter.emulator.process import EmulatorProcess
-from elasticsan_snapshotter.local_cluster.node import NodeStandIn, reflink_unavailable
+from elasticsan_snapshotter.local_cluster.node import NodeStandIn
 from elasticsan_snapshotter.local_cluster.operator_process import OperatorProcess
 from node_support import checked_node
 from waiting import wait_for
@@ -59,12 +60,9 @@ LABELS = {"app": "db"}
 
 @pytest.fixture(scope="module")
 def scratch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path | None]:
-    """A reflink file system for the emulator's state (snapshots are then atomic copies), or None."""
-    if reflink_unavailable() is not None:
-        yield None
-        return
-    with checked_node(None, tmp_path_factory.mktemp("unused-kubelet")) as stand_in:
-        yield stand_in.reflink_directory()
+    """The emulator's state on a reflink file system (snapshots are then atomic copies), or None."""
+    with reflink_scratch(tmp_path_factory) as directory:
+        yield directory
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +156,25 @@ def _stop_agents(agents: dict[str, AgentProcess]) -> None:
             agent.stop()
 
 
+def frozen_groups(
+    kube: Kube, namespace: str, source_volume: Callable[..., Any], **parameters: str
+) -> tuple[Groups, str, list[tuple[str, Any]]]:
+    """A FilesystemConsistent class with ``parameters`` and two labelled claims on their own volumes."""
+    groups = Groups(kube, namespace)
+    storage_class, frozen = groups.classes("Delete", consistency="FilesystemConsistent", **parameters)
+    return groups, frozen, groups.labelled_claims(source_volume, storage_class, 2, LABELS)
+
+
+@contextlib.contextmanager
+def slow_azure(emulator: EmulatorProcess, lro_seconds: float) -> Iterator[None]:
+    """Every long-running operation the emulator starts meanwhile takes ``lro_seconds``."""
+    emulator.admin.update_settings(lroSeconds=lro_seconds)
+    try:
+        yield
+    finally:
+        emulator.admin.update_settings(lroSeconds=0)
+
+
 def content_of(groups: Groups, name: str) -> dict[str, Any] | None:
     vgs = groups.get(name) or {}
     bound = (vgs.get("status") or {}).get("boundVolumeGroupSnapshotContentName")
@@ -235,17 +252,11 @@ def test_an_operator_killed_while_frozen_is_thawed_by_the_agents_and_the_group_i
     namespace: str,
     source_volume: Callable[..., Any],
 ) -> None:
-    groups = Groups(kube, namespace)
-    storage_class, frozen = groups.classes(
-        "Delete",
-        consistency="FilesystemConsistent",
-        freezeBudgetSeconds="3",
-        onUnprovenFreeze="PublishCrashConsistent",
+    groups, frozen, claims = frozen_groups(
+        kube, namespace, source_volume, freezeBudgetSeconds="3", onUnprovenFreeze="PublishCrashConsistent"
     )
-    claims = groups.labelled_claims(source_volume, storage_class, 2, LABELS)
     with workload(kube, namespace, claims, rig.nodes, rig.stand_ins) as load:
-        emulator.admin.update_settings(lroSeconds=8)  # the cut is still running when the operator dies
-        try:
+        with slow_azure(emulator, 8):  # the cut is still running when the operator dies
             groups.create("killed", frozen, LABELS)
 
             def cutting() -> dict[str, Any] | None:
@@ -266,8 +277,6 @@ def test_an_operator_killed_while_frozen_is_thawed_by_the_agents_and_the_group_i
                 )
             assert not any(is_frozen(m.path) for m in load.mounts.values())
             assert load.writer.advancing()
-        finally:
-            emulator.admin.update_settings(lroSeconds=0)
         rig.restart_operator()
         groups.wait_ready("killed")
         content = groups.content_of("killed")
@@ -288,31 +297,18 @@ def test_a_cut_slower_than_the_lease_is_not_filesystem_consistent(
     namespace: str,
     source_volume: Callable[..., Any],
 ) -> None:
-    groups = Groups(kube, namespace)
-    storage_class, frozen = groups.classes(
-        "Delete",
-        consistency="FilesystemConsistent",
-        freezeBudgetSeconds="1.5",
-        onUnprovenFreeze="PublishCrashConsistent",
+    groups, frozen, claims = frozen_groups(
+        kube, namespace, source_volume, freezeBudgetSeconds="1.5", onUnprovenFreeze="PublishCrashConsistent"
     )
-    claims = groups.labelled_claims(source_volume, storage_class, 2, LABELS)
     with workload(kube, namespace, claims, rig.nodes, rig.stand_ins) as load:
-        emulator.admin.update_settings(lroSeconds=3)
-        try:
+        with slow_azure(emulator, 3):
             content = cut(groups, "slow", frozen)
-        finally:
-            emulator.admin.update_settings(lroSeconds=0)
         assert content["metadata"]["annotations"][CONSISTENCY] == "CrashConsistentPerVolume"
         unproven = kube.wait_event(namespace, "slow", "FreezeNotProven")
         assert "Expired, not Active" in unproven.message
         assert not any(is_frozen(m.path) for m in load.mounts.values())
         assert load.writer.advancing()
-    exposed = {
-        name: float(value)
-        for name, _, value in (
-            ln.rpartition(" ") for ln in rig.operator.metrics().splitlines() if ln and ln[0] != "#"
-        )
-    }
+    exposed = exposed_metrics(rig.operator)
     assert exposed["elasticsan_snapshotter_freeze_leases_expired_total"] >= 1
     assert exposed["elasticsan_snapshotter_freeze_proofs_failed_total"] >= 1
     assert (
@@ -327,9 +323,7 @@ def test_a_member_mounted_on_a_node_without_an_agent_fails_the_group_naming_the_
     namespace: str,
     source_volume: Callable[..., Any],
 ) -> None:
-    groups = Groups(kube, namespace)
-    storage_class, frozen = groups.classes("Delete", consistency="FilesystemConsistent")
-    claims = groups.labelled_claims(source_volume, storage_class, 2, LABELS)
+    groups, frozen, claims = frozen_groups(kube, namespace, source_volume)
     # The first member is mounted nowhere (it needs no freeze); the second by a pod on node-c.
     create_pod(kube, namespace, pod_body("app-c", "node-c", claim=claims[1][0]))
     emulator.admin.reset_counters()
