@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,15 +246,17 @@ def test_filesystem_consistent_groups_are_one_point_in_time_and_crash_consistent
     )
 
 
+@pytest.mark.parametrize("on_unproven", ["PublishCrashConsistent", "Retry"])
 def test_an_operator_killed_while_frozen_is_thawed_by_the_agents_and_the_group_is_not_claimed(
     rig: Rig,
     emulator: EmulatorProcess,
     kube: Kube,
     namespace: str,
     source_volume: Callable[..., Any],
+    on_unproven: str,
 ) -> None:
     groups, frozen, claims = frozen_groups(
-        kube, namespace, source_volume, freezeBudgetSeconds="3", onUnprovenFreeze="PublishCrashConsistent"
+        kube, namespace, source_volume, freezeBudgetSeconds="3", onUnprovenFreeze=on_unproven
     )
     with workload(kube, namespace, claims, rig.nodes, rig.stand_ins) as load:
         with slow_azure(emulator, 8):  # the cut is still running when the operator dies
@@ -268,6 +271,7 @@ def test_an_operator_killed_while_frozen_is_thawed_by_the_agents_and_the_group_i
             assert all(is_frozen(m.path) for m in load.mounts.values())
             assert load.writer.stalled(over=0.3)
             rig.operator.kill()
+            killed_at = time.time()
             for node_name in NODES:  # the agents' own timers, in their own processes
                 wait_for(
                     f"the lease on {node_name} to expire",
@@ -281,13 +285,60 @@ def test_an_operator_killed_while_frozen_is_thawed_by_the_agents_and_the_group_i
         groups.wait_ready("killed")
         content = groups.content_of("killed")
         annotations = content["metadata"]["annotations"]
-        assert annotations[CONSISTENCY] == "CrashConsistentPerVolume"
         assert FREEZE_LEASE not in annotations
-        assert FREEZE_WINDOW not in annotations
-        unproven = kube.wait_event(namespace, "killed", "FreezeNotProven")
-        assert held["lease"] in unproven.message
         cut_event = kube.wait_event(namespace, "killed", "GroupSnapshotCut")
-        assert "CrashConsistentPerVolume" in cut_event.message
+        if on_unproven == "PublishCrashConsistent":
+            assert annotations[CONSISTENCY] == "CrashConsistentPerVolume"
+            assert FREEZE_WINDOW not in annotations
+            unproven = kube.wait_event(namespace, "killed", "FreezeNotProven")
+            assert held["lease"] in unproven.message
+            assert "CrashConsistentPerVolume" in cut_event.message
+        else:
+            # Retry: the killed attempt's members were deleted and cut again in a new, proven window.
+            assert annotations[CONSISTENCY] == "FilesystemConsistent"
+            assert "FilesystemConsistent" in cut_event.message
+            cut_at = [e["creationTime"] / 1e9 for e in content["status"]["volumeSnapshotInfoList"]]
+            assert min(cut_at) > killed_at, "a member cut before the operator died was kept"
+
+
+def test_an_agent_restarted_during_the_cut_voids_the_proof(
+    rig: Rig,
+    emulator: EmulatorProcess,
+    kube: Kube,
+    namespace: str,
+    source_volume: Callable[..., Any],
+) -> None:
+    groups, frozen, claims = frozen_groups(
+        kube, namespace, source_volume, freezeBudgetSeconds="30", onUnprovenFreeze="PublishCrashConsistent"
+    )
+    with workload(kube, namespace, claims, rig.nodes, rig.stand_ins) as load:
+        with slow_azure(emulator, 6):
+            groups.create("restarted", frozen, LABELS)
+
+            def cutting() -> dict[str, Any] | None:
+                held = recorded_lease(content_of(groups, "restarted"))
+                return held if held and held["phase"] == "Cut" else None
+
+            wait_for("the cut to begin under a recorded lease", cutting, 60, interval=0.05)
+            agent = rig.agents["node-b"]
+            agent.kill()
+            # The kernel keeps the freeze without its agent; the restarted agent thaws from its journal.
+            assert is_frozen(load.mounts["node-b"].path)
+            asyncio.run(agent.start())
+            assert not is_frozen(load.mounts["node-b"].path)
+            content = wait_for(
+                "the group to be published",
+                lambda: (
+                    (c := content_of(groups, "restarted"))
+                    and CONSISTENCY in (c["metadata"].get("annotations") or {})
+                    and c
+                ),
+                120,
+            )
+        assert content["metadata"]["annotations"][CONSISTENCY] == "CrashConsistentPerVolume"
+        unproven = kube.wait_event(namespace, "restarted", "FreezeNotProven")
+        assert "node node-b: the agent restarted during the cut" in unproven.message
+        assert load.writer.advancing()
 
 
 def test_a_cut_slower_than_the_lease_is_not_filesystem_consistent(
