@@ -10,27 +10,42 @@ are, and the lease record on the group content.
 * **Record.** Before each step of the window the lease, the step and the nodes go into the
   annotation ``elasticsan.snapshotter.dev/freeze-lease``, and it is removed once everything is
   thawed; a restarted operator that finds it releases the lease before anything else.
+* **Window.** ``frozen_cut`` runs the coordinator (behind ``FreezeWindowPort``) with the group
+  path's reserve and cut; an unproven set is deleted and retried, or published at the lower
+  level, as the class says, and so is the set of an attempt a stopped operator left.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+import secrets
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
+from elasticsan_snapshotter import metrics
 from elasticsan_snapshotter.domain.freeze import (
     CUT,
+    FILESYSTEM_CONSISTENT,
     FREEZE,
+    PUBLISH_CRASH_CONSISTENT,
     THAWED,
+    FreezeNotProven,
+    FreezePolicy,
     FreezeWindowPort,
     MemberMount,
+    Proof,
+    WindowResult,
     WindowStep,
+    outcome,
 )
 from elasticsan_snapshotter.kubernetes.api import Body, KubeApi
 from elasticsan_snapshotter.kubernetes.resources import ANN_GROUP_FREEZE_LEASE, POD
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 AGENT_PORT_NAME = "freeze"
 _ENDED = ("Succeeded", "Failed")
@@ -132,10 +147,64 @@ class FreezeAgents:
     async def pods_after(self, members: Sequence[MemberVolume]) -> Iterable[tuple[str, str, str]]:
         return [(n, uid, m.pv_name) for m in await self.mounts(members) for n, uid in m.mounts]
 
+    async def frozen_cut(
+        self,
+        handle: str,
+        policy: FreezePolicy,
+        volumes: Sequence[MemberVolume],
+        interrupted: WindowStep | None,
+        *,
+        record: Callable[[str | None], Awaitable[None]],
+        reserve: Callable[[bool], Awaitable[None]],
+        cut: Callable[[], Awaitable[T]],
+        discard: Callable[[], Awaitable[None]],
+    ) -> WindowResult[T]:
+        """Cut the group ``handle`` inside a freeze window. ``interrupted``: what an earlier operator
+        recorded; ``record`` writes the annotation value; ``reserve(fresh)`` takes the budget (and,
+        when fresh, deletes members cut outside this window); ``discard`` deletes this attempt's set."""
+        held = interrupted is not None and interrupted.phase in (FREEZE, CUT)
+        if interrupted is not None and held and policy.on_unproven == PUBLISH_CRASH_CONSISTENT:
+            # What the stopped attempt cut is unproven; the class says publish it at the lower level.
+            metrics.FREEZE_PROOFS_FAILED.inc()
+            proof = Proof(False, (f"the operator stopped while lease {interrupted.lease_id} was held",))
+            await reserve(False)
+            return WindowResult(outcome(policy, proof), await cut(), proof, 0.0)
+
+        async def write(step: WindowStep) -> None:
+            await record(step_record(step))
+
+        result = await self.window.run(
+            await self.endpoints(),
+            f"{handle}-{secrets.token_hex(4)}",
+            policy,
+            await self.mounts(volumes),
+            record=write,
+            reserve=lambda: reserve(True),
+            cut=cut,
+            pods_after=lambda: self.pods_after(volumes),
+        )
+        if result.outcome.retry:
+            await discard()  # an unproven set is not kept: the next attempt cuts anew
+            raise FreezeNotProven(result.outcome.message)
+        return result
+
     async def release(self, step: WindowStep) -> None:
         """Thaw a recorded lease; before the Freeze step nothing was sent, so nothing is held."""
         if step.phase in (FREEZE, CUT) and step.nodes:
             await self.window.release(await self.endpoints(), step.lease_id, step.nodes)
+
+
+def level_meaning(level: str, frozen_seconds: float, cut_window: float) -> str:
+    """What the level achieved by a group means, for its Event."""
+    if level == FILESYSTEM_CONSISTENT:
+        return (
+            "every mounted member's file system was frozen from before the first cut until the last had "
+            f"succeeded ({frozen_seconds:.3f} s frozen), and the freeze was proven"
+        )
+    return (
+        f"each member is crash-consistent on its own and all were cut within {cut_window:.3f} s (first to "
+        "last accepted PUT); writes in that window may be in some members and not in others"
+    )
 
 
 __all__ = [
@@ -143,6 +212,7 @@ __all__ = [
     "FreezeAgents",
     "MemberVolume",
     "agent_endpoint",
+    "level_meaning",
     "member_volume",
     "recorded_step",
     "step_record",

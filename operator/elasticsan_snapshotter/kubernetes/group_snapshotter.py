@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,9 +39,9 @@ from elasticsan_snapshotter.kubernetes.events import NORMAL, WARNING
 from elasticsan_snapshotter.kubernetes.group_freeze import (
     FreezeAgents,
     MemberVolume,
+    level_meaning,
     member_volume,
     recorded_step,
-    step_record,
 )
 from elasticsan_snapshotter.kubernetes.reconciler import Reconciler
 from elasticsan_snapshotter.kubernetes.resources import (
@@ -135,7 +134,20 @@ class GroupContentReconciler(Reconciler):
         members = await self._members(handle, spec["source"]["volumeHandles"])
         started = time.monotonic()
         if policy.freezes:
-            window = await self._frozen_cut(body, handle, members, policy, interrupted)
+            if self.freeze_agents is None:
+                raise InvalidRequest(
+                    f"{freeze.FILESYSTEM_CONSISTENT} needs freeze agents; this operator has none"
+                )
+            window = await self.freeze_agents.frozen_cut(
+                handle,
+                policy,
+                [m.source for m in members],
+                interrupted,
+                record=lambda value: self._annotate(body, {ANN_GROUP_FREEZE_LEASE: value}),
+                reserve=lambda fresh: self._reserve(body, handle, members, fresh=fresh),
+                cut=lambda: self._cut(members),
+                discard=lambda: self._delete_members(members),
+            )
         else:
             await self._reserve(body, handle, members)
             window = Window(freeze.outcome(policy, None), await self._cut(members), None, 0.0)
@@ -179,48 +191,6 @@ class GroupContentReconciler(Reconciler):
             snapshot = groups.member_snapshot(handle, volume)
             members.append(Member(volume_handle, snapshot, volume, member_volume(volume_handle, pv)))
         return members
-
-    async def _frozen_cut(
-        self,
-        body: Body,
-        handle: str,
-        members: list[Member],
-        policy: freeze.FreezePolicy,
-        interrupted: freeze.WindowStep | None,
-    ) -> Window:
-        agents = self.freeze_agents
-        if agents is None:
-            raise InvalidRequest(
-                f"{freeze.FILESYSTEM_CONSISTENT} needs freeze agents; this operator has none"
-            )
-        held = interrupted is not None and interrupted.phase in (freeze.FREEZE, freeze.CUT)
-        if interrupted is not None and held and policy.on_unproven == freeze.PUBLISH_CRASH_CONSISTENT:
-            # What the stopped attempt cut is unproven; the class says publish it at the lower level.
-            metrics.FREEZE_PROOFS_FAILED.inc()
-            why = f"the operator stopped while lease {interrupted.lease_id} was held"
-            proof = freeze.Proof(False, (why,))
-            await self._reserve(body, handle, members)
-            return Window(freeze.outcome(policy, proof), await self._cut(members), proof, 0.0)
-        volumes = [m.source for m in members]
-
-        async def record(step: freeze.WindowStep) -> None:
-            await self._annotate(body, {ANN_GROUP_FREEZE_LEASE: step_record(step)})
-
-        result: Window = await agents.window.run(
-            await agents.endpoints(),
-            f"{handle}-{secrets.token_hex(4)}",
-            policy,
-            await agents.mounts(volumes),
-            record=record,
-            reserve=lambda: self._reserve(body, handle, members, fresh=True),
-            cut=lambda: self._cut(members),
-            pods_after=lambda: agents.pods_after(volumes),
-        )
-        if result.outcome.retry:
-            for member in members:  # an unproven set is not kept: the next attempt cuts anew
-                await self._delete_snapshot(member.snapshot)
-            raise freeze.FreezeNotProven(result.outcome.message)
-        return result
 
     async def _release_recorded(self, body: Body) -> freeze.WindowStep | None:
         """A lease an earlier attempt recorded and may still hold (the operator stopped): thaw it first.
@@ -337,23 +307,14 @@ class GroupContentReconciler(Reconciler):
         metrics.GROUP_MEMBERS.observe(len(members))
         metrics.GROUP_CUT_WINDOW.observe(cut_window)
         target = await self._group_snapshot(body) or body
-        if level == freeze.FILESYSTEM_CONSISTENT:
-            said = (
-                f"every mounted member's file system was frozen from before the first cut until the last "
-                f"had succeeded ({window.frozen_seconds:.3f} s frozen), and the freeze was proven"
-            )
-        else:
-            said = (
-                f"each member is crash-consistent on its own and all were cut within {cut_window:.3f} s "
-                "(first to last accepted PUT); writes in that window may be in some members and not in others"
-            )
-            if policy.freezes:
-                await self.recorder.record(target, WARNING, "FreezeNotProven", window.outcome.message)
+        if policy.freezes and level != freeze.FILESYSTEM_CONSISTENT:
+            await self.recorder.record(target, WARNING, "FreezeNotProven", window.outcome.message)
         await self.recorder.record(
             target,
             NORMAL,
             "GroupSnapshotCut",
-            f"{len(members)} member snapshot(s) of group {handle} are ready; consistency level {level}: {said}",
+            f"{len(members)} member snapshot(s) of group {handle} are ready; consistency level {level}: "
+            + level_meaning(level, window.frozen_seconds, cut_window),
         )
 
     # -- pre-provisioned groups ----------------------------------------------------------------
@@ -451,6 +412,10 @@ class GroupContentReconciler(Reconciler):
                     if groups.is_member(handle, snapshot.id):
                         await self._delete_snapshot(snapshot.id)
         await self._annotate(body, {ANN_GROUP_BEING_CREATED: None})
+
+    async def _delete_members(self, members: list[Member]) -> None:
+        for member in members:  # one at a time: Elastic SAN deletes serially
+            await self._delete_snapshot(member.snapshot)
 
     async def _delete_snapshot(self, snapshot: SnapshotId) -> None:
         try:
