@@ -182,16 +182,31 @@ def content_of(groups: Groups, name: str) -> dict[str, Any] | None:
     return groups.content(bound) if bound else None
 
 
-def cut(groups: Groups, name: str, group_class: str) -> dict[str, Any]:
-    """Take a group and return its content once the operator published it."""
-    groups.create(name, group_class, LABELS)
+def published(groups: Groups, name: str) -> dict[str, Any]:
+    """The group's content once the operator published it (with the level achieved)."""
 
-    def published() -> dict[str, Any] | None:
+    def done() -> dict[str, Any] | None:
         content = content_of(groups, name)
         annotations = (content or {}).get("metadata", {}).get("annotations") or {}
         return content if CONSISTENCY in annotations else None
 
-    return wait_for(f"group {name} to be published", published, 120, interval=0.1)
+    return wait_for(f"group {name} to be published", done, 120, interval=0.1)
+
+
+def cut(groups: Groups, name: str, group_class: str) -> dict[str, Any]:
+    """Take a group and return its content once the operator published it."""
+    groups.create(name, group_class, LABELS)
+    return published(groups, name)
+
+
+def cutting(groups: Groups, name: str) -> dict[str, Any]:
+    """The lease record once the operator is cutting the group inside its freeze window."""
+
+    def in_cut() -> dict[str, Any] | None:
+        held = recorded_lease(content_of(groups, name))
+        return held if held and held["phase"] == "Cut" else None
+
+    return wait_for(f"the cut of {name} to begin under a recorded lease", in_cut, 60, interval=0.05)
 
 
 def test_filesystem_consistent_groups_are_one_point_in_time_and_crash_consistent_ones_are_not(
@@ -261,12 +276,7 @@ def test_an_operator_killed_while_frozen_is_thawed_by_the_agents_and_the_group_i
     with workload(kube, namespace, claims, rig.nodes, rig.stand_ins) as load:
         with slow_azure(emulator, 8):  # the cut is still running when the operator dies
             groups.create("killed", frozen, LABELS)
-
-            def cutting() -> dict[str, Any] | None:
-                held = recorded_lease(content_of(groups, "killed"))
-                return held if held and held["phase"] == "Cut" else None
-
-            held = wait_for("the cut to begin under a recorded lease", cutting, 60, interval=0.05)
+            held = cutting(groups, "killed")
             assert held["nodes"] == list(NODES)
             assert all(is_frozen(m.path) for m in load.mounts.values())
             assert load.writer.stalled(over=0.3)
@@ -314,27 +324,14 @@ def test_an_agent_restarted_during_the_cut_voids_the_proof(
     with workload(kube, namespace, claims, rig.nodes, rig.stand_ins) as load:
         with slow_azure(emulator, 6):
             groups.create("restarted", frozen, LABELS)
-
-            def cutting() -> dict[str, Any] | None:
-                held = recorded_lease(content_of(groups, "restarted"))
-                return held if held and held["phase"] == "Cut" else None
-
-            wait_for("the cut to begin under a recorded lease", cutting, 60, interval=0.05)
+            cutting(groups, "restarted")
             agent = rig.agents["node-b"]
             agent.kill()
             # The kernel keeps the freeze without its agent; the restarted agent thaws from its journal.
             assert is_frozen(load.mounts["node-b"].path)
             asyncio.run(agent.start())
             assert not is_frozen(load.mounts["node-b"].path)
-            content = wait_for(
-                "the group to be published",
-                lambda: (
-                    (c := content_of(groups, "restarted"))
-                    and CONSISTENCY in (c["metadata"].get("annotations") or {})
-                    and c
-                ),
-                120,
-            )
+            content = published(groups, "restarted")
         assert content["metadata"]["annotations"][CONSISTENCY] == "CrashConsistentPerVolume"
         unproven = kube.wait_event(namespace, "restarted", "FreezeNotProven")
         assert "node node-b: the agent restarted during the cut" in unproven.message
