@@ -10,6 +10,10 @@ are, and the lease record on the group content.
 * **Record.** Before each step of the window the lease, the step and the nodes go into the
   annotation ``elasticsan.snapshotter.dev/freeze-lease``, and it is removed once everything is
   thawed; a restarted operator that finds it releases the lease before anything else.
+* **Back-off.** A failed freezing attempt writes when the next may start into
+  ``elasticsan.snapshotter.dev/freeze-retry``: the annotation writes of an attempt are watch
+  events that would otherwise start the next one at once, freezing the applications' file
+  systems again and again while, say, one of them is frozen by another tool.
 * **Window.** ``frozen_cut`` runs the coordinator (behind ``FreezeWindowPort``) with the group
   path's reserve and cut; an unproven set is deleted and retried, or published at the lower
   level, as the class says, and so is the set of an attempt a stopped operator left.
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from elasticsan_snapshotter import metrics
+from elasticsan_snapshotter.domain.errors import SnapshotterError
 from elasticsan_snapshotter.domain.freeze import (
     CUT,
     FILESYSTEM_CONSISTENT,
@@ -41,13 +46,15 @@ from elasticsan_snapshotter.domain.freeze import (
     outcome,
 )
 from elasticsan_snapshotter.kubernetes.api import Body, KubeApi
-from elasticsan_snapshotter.kubernetes.resources import ANN_GROUP_FREEZE_LEASE, POD
+from elasticsan_snapshotter.kubernetes.resources import ANN_GROUP_FREEZE_LEASE, ANN_GROUP_FREEZE_RETRY, POD
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 AGENT_PORT_NAME = "freeze"
+RETRY_BASE_SECONDS = 2.0
+RETRY_MAX_SECONDS = 300.0
 _ENDED = ("Succeeded", "Failed")
 
 
@@ -100,6 +107,27 @@ def recorded_step(body: Body) -> WindowStep | None:
     except (ValueError, KeyError, TypeError):
         logger.error("unreadable %s annotation %r; leases end at their TTL", ANN_GROUP_FREEZE_LEASE, raw)
         return None
+
+
+def _retry(body: Body) -> tuple[int, float]:
+    raw = ((body.get("metadata") or {}).get("annotations") or {}).get(ANN_GROUP_FREEZE_RETRY)
+    try:
+        data = json.loads(raw) if raw else {}
+        return int(data.get("attempts", 0)), float(data.get("notBefore", 0.0))
+    except (ValueError, TypeError, AttributeError):
+        return 0, 0.0
+
+
+def held_off(body: Body, now: float) -> float:
+    """Seconds until the next freezing attempt of this group may start (0: now)."""
+    return max(0.0, _retry(body)[1] - now)
+
+
+def retry_record(body: Body, error: SnapshotterError, now: float) -> str:
+    """The back-off after a failed attempt: the error's own delay, or doubling per attempt."""
+    attempts = _retry(body)[0] + 1
+    delay = max(error.retry_after or 0.0, min(RETRY_BASE_SECONDS * 2 ** (attempts - 1), RETRY_MAX_SECONDS))
+    return json.dumps({"attempts": attempts, "notBefore": round(now + delay, 3)})
 
 
 def step_record(step: WindowStep) -> str | None:
@@ -212,8 +240,10 @@ __all__ = [
     "FreezeAgents",
     "MemberVolume",
     "agent_endpoint",
+    "held_off",
     "level_meaning",
     "member_volume",
     "recorded_step",
+    "retry_record",
     "step_record",
 ]

@@ -39,9 +39,11 @@ from elasticsan_snapshotter.kubernetes.events import NORMAL, WARNING
 from elasticsan_snapshotter.kubernetes.group_freeze import (
     FreezeAgents,
     MemberVolume,
+    held_off,
     level_meaning,
     member_volume,
     recorded_step,
+    retry_record,
 )
 from elasticsan_snapshotter.kubernetes.reconciler import Reconciler
 from elasticsan_snapshotter.kubernetes.resources import (
@@ -50,6 +52,7 @@ from elasticsan_snapshotter.kubernetes.resources import (
     ANN_GROUP_CONSISTENCY,
     ANN_GROUP_CUT_WINDOW,
     ANN_GROUP_FREEZE_LEASE,
+    ANN_GROUP_FREEZE_RETRY,
     ANN_GROUP_FREEZE_WINDOW,
     FIN_GROUP_CONTENT_BOUND,
     VOLUME_GROUP_SNAPSHOT,
@@ -138,16 +141,24 @@ class GroupContentReconciler(Reconciler):
                 raise InvalidRequest(
                     f"{freeze.FILESYSTEM_CONSISTENT} needs freeze agents; this operator has none"
                 )
-            window = await self.freeze_agents.frozen_cut(
-                handle,
-                policy,
-                [m.source for m in members],
-                interrupted,
-                record=lambda value: self._annotate(body, {ANN_GROUP_FREEZE_LEASE: value}),
-                reserve=lambda fresh: self._reserve(body, handle, members, fresh=fresh),
-                cut=lambda: self._cut(members),
-                discard=lambda: self._delete_members(members),
-            )
+            wait = held_off(body, time.time())
+            if wait > 0:
+                return Requeue(wait)
+            try:
+                window = await self.freeze_agents.frozen_cut(
+                    handle,
+                    policy,
+                    [m.source for m in members],
+                    interrupted,
+                    record=lambda value: self._annotate(body, {ANN_GROUP_FREEZE_LEASE: value}),
+                    reserve=lambda fresh: self._reserve(body, handle, members, fresh=fresh),
+                    cut=lambda: self._cut(members),
+                    discard=lambda: self._delete_members(members),
+                )
+            except SnapshotterError as exc:
+                if exc.retryable:
+                    await self._annotate(body, {ANN_GROUP_FREEZE_RETRY: retry_record(body, exc, time.time())})
+                raise
         else:
             await self._reserve(body, handle, members)
             window = Window(freeze.outcome(policy, None), await self._cut(members), None, 0.0)
@@ -300,6 +311,7 @@ class GroupContentReconciler(Reconciler):
                 ANN_GROUP_CUT_WINDOW: f"{cut_window:.3f}",
                 ANN_GROUP_FREEZE_WINDOW: f"{window.frozen_seconds:.3f}" if window.frozen_seconds else None,
                 ANN_GROUP_FREEZE_LEASE: None,
+                ANN_GROUP_FREEZE_RETRY: None,
             },
         )
         metrics.GROUP_SNAPSHOTS.labels(result="Ready").inc()

@@ -94,6 +94,8 @@ ANN_GROUP_CUT_WINDOW = f"{DRIVER_NAME}/cut-window-seconds"
 """On a VolumeGroupSnapshotContent: seconds from the first member's accepted PUT to the last one's."""
 ANN_GROUP_FREEZE_LEASE = f"{DRIVER_NAME}/freeze-lease"
 """On a VolumeGroupSnapshotContent while a freeze may be held: the lease, its step and its nodes (JSON)."""
+ANN_GROUP_FREEZE_RETRY = f"{DRIVER_NAME}/freeze-retry"
+"""On a VolumeGroupSnapshotContent whose freezing attempt failed: attempts so far, and when to try again (JSON)."""
 ANN_GROUP_FREEZE_WINDOW = f"{DRIVER_NAME}/freeze-window-seconds"
 """On a VolumeGroupSnapshotContent cut under a freeze: seconds from the first freeze to the last thaw."""
 

@@ -36,6 +36,7 @@ from freeze_support import (
     Pki,
     Writer,
     force_thaw,
+    freeze_directly,
     is_frozen,
     last_record,
     make_pki,
@@ -46,10 +47,22 @@ from freeze_support import (
 FREEZE_LEASE = "elasticsan.snapshotter.dev/freeze-lease"
 CONSISTENCY = "elasticsan.snapshotter.dev/consistency"
 FREEZE_WINDOW = "elasticsan.snapshotter.dev/freeze-window-seconds"
+FREEZE_RETRY = "elasticsan.snapshotter.dev/freeze-retry"
 AGENT_LABELS = {"app.kubernetes.io/component": "freeze-agent"}
 NODES = ("node-a", "node-b")
 
-__all__ = ["AgentProcess", "Node", "Pki", "Writer", "is_frozen", "make_pki", "node", "require_loop_devices"]
+__all__ = [
+    "AgentProcess",
+    "Node",
+    "Pki",
+    "Writer",
+    "force_thaw",
+    "freeze_directly",
+    "is_frozen",
+    "make_pki",
+    "node",
+    "require_loop_devices",
+]
 
 
 def create_pod(kube: Kube, namespace: str, body: dict[str, Any]) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from content_scenario import reflink_scratch
 from freeze_scenario import (
     CONSISTENCY,
     FREEZE_LEASE,
+    FREEZE_RETRY,
     FREEZE_WINDOW,
     NODES,
     AgentProcess,
@@ -31,6 +33,8 @@ from freeze_scenario import (
     Pki,
     agent_pod,
     create_pod,
+    force_thaw,
+    freeze_directly,
     is_frozen,
     last_records,
     make_pki,
@@ -180,6 +184,10 @@ def content_of(groups: Groups, name: str) -> dict[str, Any] | None:
     vgs = groups.get(name) or {}
     bound = (vgs.get("status") or {}).get("boundVolumeGroupSnapshotContentName")
     return groups.content(bound) if bound else None
+
+
+def annotations_of(groups: Groups, name: str) -> dict[str, str]:
+    return dict(((content_of(groups, name) or {}).get("metadata", {}).get("annotations")) or {})
 
 
 def published(groups: Groups, name: str) -> dict[str, Any]:
@@ -362,6 +370,35 @@ def test_a_cut_slower_than_the_lease_is_not_filesystem_consistent(
     assert (
         exposed['elasticsan_snapshotter_group_snapshot_levels_total{level="CrashConsistentPerVolume"}'] >= 1
     )
+
+
+def test_a_file_system_frozen_by_someone_else_is_never_thawed_and_nothing_is_cut(
+    rig: Rig,
+    emulator: EmulatorProcess,
+    kube: Kube,
+    namespace: str,
+    source_volume: Callable[..., Any],
+) -> None:
+    groups, frozen, claims = frozen_groups(kube, namespace, source_volume)
+    with workload(kube, namespace, claims, rig.nodes, rig.stand_ins) as load:
+        theirs, ours = load.mounts["node-a"].path, load.mounts["node-b"].path
+        freeze_directly(theirs)  # as another tool (fsfreeze -f) would
+        try:
+            emulator.admin.reset_counters()
+            groups.create("busy", frozen, LABELS)
+            refused = kube.wait_event(namespace, "busy", "FrozenBySomeoneElse")
+            assert "node-a" in refused.message or "frozen" in refused.message
+            assert is_frozen(theirs), "a freeze the operator did not set was thawed"
+            assert not is_frozen(ours), "the other node was left frozen"
+            assert emulator.admin.count(method="PUT", kind="volumeSnapshots") == 0
+            # The attempt's own annotation writes wake the operator at once; it waits instead of freezing again.
+            retry = json.loads(annotations_of(groups, "busy")[FREEZE_RETRY])
+            assert retry["attempts"] == 1
+            assert retry["notBefore"] - time.time() > 20
+            assert CONSISTENCY not in annotations_of(groups, "busy")
+        finally:
+            force_thaw(theirs)
+        assert load.writer.advancing()
 
 
 def test_a_member_mounted_on_a_node_without_an_agent_fails_the_group_naming_the_node(

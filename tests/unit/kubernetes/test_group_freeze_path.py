@@ -10,6 +10,7 @@ tests/integration.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
@@ -35,6 +36,7 @@ from elasticsan_snapshotter.kubernetes.resources import (
     ANN_GROUP_BEING_CREATED,
     ANN_GROUP_CONSISTENCY,
     ANN_GROUP_FREEZE_LEASE,
+    ANN_GROUP_FREEZE_RETRY,
     ANN_GROUP_FREEZE_WINDOW,
 )
 from elasticsan_snapshotter.kubernetes.workqueue import Requeue
@@ -144,6 +146,13 @@ def pod(
     }
 
 
+def backed_off(world: World) -> None:
+    """As if the back-off a failed attempt wrote had passed."""
+    annotations = world.content()["metadata"]["annotations"]
+    retry = json.loads(annotations[ANN_GROUP_FREEZE_RETRY])
+    annotations[ANN_GROUP_FREEZE_RETRY] = json.dumps(retry | {"notBefore": 0})
+
+
 def events(world: World) -> list[tuple[str, str]]:
     return [(e["type"], e["reason"]) for e in world.kube.events]
 
@@ -192,6 +201,7 @@ async def test_an_unproven_freeze_with_retry_deletes_the_set_and_tries_again() -
     assert ("Warning", "FreezeNotProven") in events(world)
     assert "Expired" in world.kube.events[-1]["message"]
     window.proof = Proof(True)
+    backed_off(world)
     assert await world.reconcile() is None
     assert world.content()["metadata"]["annotations"][ANN_GROUP_CONSISTENCY] == freeze.FILESYSTEM_CONSISTENT
     assert len(window.runs) == 2
@@ -248,6 +258,7 @@ async def test_a_restarted_operator_releases_the_recorded_lease_and_never_claims
     world.azure.fail_next("list_snapshots", Transient("busy", retry_after=1.0))
     assert await world.reconcile() == Requeue(1.0)
     assert ANN_GROUP_FREEZE_LEASE in world.content()["metadata"]["annotations"]
+    backed_off(world)
     assert await world.reconcile() is None
     assert set(window.released) == {(held["lease"], ("node-a", "node-b"))}  # only what was frozen
     annotations = world.content()["metadata"]["annotations"]
@@ -260,6 +271,42 @@ async def test_a_restarted_operator_releases_the_recorded_lease_and_never_claims
     else:
         assert len(window.runs) == 1
         assert world.azure.call_count("delete_snapshot") == 0
+
+
+async def test_a_failed_attempt_holds_the_next_one_off_though_its_own_writes_wake_it_at_once() -> None:
+    world, window = frozen_world()
+    window.proof = Proof(False, ("node node-b: lease x is Expired, not Active",))
+    assert isinstance(await world.reconcile(), Requeue)
+    first = json.loads(world.content()["metadata"]["annotations"][ANN_GROUP_FREEZE_RETRY])
+    assert first["attempts"] == 1
+    # The attempt's annotation writes are watch events: the next reconcile comes at once, and waits.
+    held = await world.reconcile()
+    assert isinstance(held, Requeue)
+    assert held.after is not None
+    assert 0 < held.after <= 5  # FreezeNotProven is transient: at least its 5 s
+    assert len(window.runs) == 1
+    backed_off(world)
+    await world.reconcile()
+    second = json.loads(world.content()["metadata"]["annotations"][ANN_GROUP_FREEZE_RETRY])
+    assert second["attempts"] == 2  # counted, so that the wait doubles from the third on
+    assert len(window.runs) == 2
+    # A file system frozen by another tool asks for its own, longer wait.
+    backed_off(world)
+    world.reconciler.freeze_agents.window = BusyWindow()  # type: ignore[union-attr]
+    await world.reconcile()
+    busy = json.loads(world.content()["metadata"]["annotations"][ANN_GROUP_FREEZE_RETRY])
+    assert busy["notBefore"] - time.time() > 25
+    # Once published, the back-off is gone with the rest of the freeze's annotations.
+    backed_off(world)
+    world.reconciler.freeze_agents.window = window  # type: ignore[union-attr]
+    window.proof = Proof(True)
+    assert await world.reconcile() is None
+    assert ANN_GROUP_FREEZE_RETRY not in world.content()["metadata"]["annotations"]
+
+
+class BusyWindow(ScriptedWindow):
+    async def run(self, *args: Any, **kwargs: Any) -> Any:
+        raise freeze.FrozenBySomeoneElse("node-a: /x is already frozen by someone else; left as it is")
 
 
 def test_an_agent_pod_serves_only_when_running_with_an_ip_and_its_port() -> None:
