@@ -355,6 +355,30 @@ def test_an_agent_restarted_during_the_cut_voids_the_proof(
         assert load.writer.advancing()
 
 
+def test_a_pod_that_began_to_use_a_member_during_the_cut_voids_the_proof(
+    rig: Rig,
+    emulator: EmulatorProcess,
+    kube: Kube,
+    namespace: str,
+    source_volume: Callable[..., Any],
+) -> None:
+    groups, frozen, claims = frozen_groups(
+        kube, namespace, source_volume, onUnprovenFreeze="PublishCrashConsistent"
+    )
+    with workload(kube, namespace, claims, rig.nodes, rig.stand_ins) as load:
+        with slow_azure(emulator, 4):
+            groups.create("moved", frozen, LABELS)
+            cutting(groups, "moved")
+            # A second pod of the application, on the other node, starts with the first claim: its
+            # writes would not be covered by the freeze of node-a.
+            late = create_pod(kube, namespace, pod_body("app-late", "node-b", claim=load.claims["node-a"]))
+            content = published(groups, "moved")
+        assert content["metadata"]["annotations"][CONSISTENCY] == "CrashConsistentPerVolume"
+        unproven = kube.wait_event(namespace, "moved", "FreezeNotProven")
+        assert f"pod {late.metadata.uid} began to mount" in unproven.message
+        assert not any(is_frozen(m.path) for m in load.mounts.values())
+
+
 def test_a_cut_slower_than_the_lease_is_not_filesystem_consistent(
     rig: Rig,
     emulator: EmulatorProcess,
