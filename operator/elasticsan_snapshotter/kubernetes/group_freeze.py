@@ -224,6 +224,8 @@ class FreezeAgents:
 
 def level_meaning(level: str, frozen_seconds: float, cut_window: float) -> str:
     """What the level achieved by a group means, for its Event."""
+    if level == FILESYSTEM_CONSISTENT and not frozen_seconds:
+        return "no pod mounts any member, so nothing could write to them during the cut"
     if level == FILESYSTEM_CONSISTENT:
         return (
             "every mounted member's file system was frozen from before the first cut until the last had "

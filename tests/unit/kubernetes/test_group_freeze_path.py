@@ -85,7 +85,9 @@ class ScriptedWindow:
             raise Stop
         await record(WindowStep(THAWED, lease_id, plan.nodes))
         assert set(await pods_after()) == plan.pods()
-        return WindowResult(freeze.outcome(policy, self.proof), result, self.proof, 0.25)
+        return WindowResult(
+            freeze.outcome(policy, self.proof), result, self.proof, 0.25 if plan.nodes else 0.0
+        )
 
     async def release(self, endpoints: Mapping[str, str], lease_id: str, nodes: Iterable[str]) -> None:
         self.released.append((lease_id, tuple(nodes)))
@@ -233,6 +235,7 @@ async def test_unmounted_members_need_no_agent() -> None:
     [(_, _, members)] = window.runs
     assert all(m.mounts == () for m in members)
     assert len(await world.members_in_azure()) == 2
+    assert "no pod mounts any member" in world.kube.events[-1]["message"]
 
 
 @pytest.mark.parametrize(
