@@ -127,7 +127,7 @@ def retry_record(body: Body, error: SnapshotterError, now: float) -> str:
     """The back-off after a failed attempt: the error's own delay, or doubling per attempt."""
     attempts = _retry(body)[0] + 1
     delay = max(error.retry_after or 0.0, min(RETRY_BASE_SECONDS * 2 ** (attempts - 1), RETRY_MAX_SECONDS))
-    return json.dumps({"attempts": attempts, "notBefore": round(now + delay, 3)})
+    return json.dumps({"attempts": attempts, "notBefore": now + delay})
 
 
 def step_record(step: WindowStep) -> str | None:
