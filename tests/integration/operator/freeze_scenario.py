@@ -13,7 +13,6 @@ import contextlib
 import json
 import shutil
 import signal
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,23 +25,8 @@ from operator_scenario import RESOURCE_GROUP, SAN, VOLUME_GROUP, Kube, unique_na
 
 from elasticsan_snapshotter.emulator.process import AdminClient
 from elasticsan_snapshotter.local_cluster.node import Mount, NodeStandIn
+from freeze_support import Node, Pki, Writer, force_thaw, last_record
 from waiting import wait_for
-
-# The freeze tests' own node and agent helpers (tests/integration/freeze), shared rather than copied.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "freeze"))
-from freeze_support import (
-    AgentProcess,
-    Node,
-    Pki,
-    Writer,
-    force_thaw,
-    freeze_directly,
-    is_frozen,
-    last_record,
-    make_pki,
-    node,
-    require_loop_devices,
-)
 
 FREEZE_LEASE = "elasticsan.snapshotter.dev/freeze-lease"
 CONSISTENCY = "elasticsan.snapshotter.dev/consistency"
@@ -50,19 +34,6 @@ FREEZE_WINDOW = "elasticsan.snapshotter.dev/freeze-window-seconds"
 FREEZE_RETRY = "elasticsan.snapshotter.dev/freeze-retry"
 AGENT_LABELS = {"app.kubernetes.io/component": "freeze-agent"}
 NODES = ("node-a", "node-b")
-
-__all__ = [
-    "AgentProcess",
-    "Node",
-    "Pki",
-    "Writer",
-    "force_thaw",
-    "freeze_directly",
-    "is_frozen",
-    "make_pki",
-    "node",
-    "require_loop_devices",
-]
 
 
 def create_pod(kube: Kube, namespace: str, body: dict[str, Any]) -> Any:

@@ -28,21 +28,12 @@ from freeze_scenario import (
     FREEZE_RETRY,
     FREEZE_WINDOW,
     NODES,
-    AgentProcess,
-    Node,
-    Pki,
     agent_pod,
     create_pod,
-    force_thaw,
-    freeze_directly,
-    is_frozen,
     last_records,
-    make_pki,
     member_puts,
-    node,
     pod_body,
     recorded_lease,
-    require_loop_devices,
     scratch_dir,
     tls_dir,
     workload,
@@ -56,6 +47,17 @@ from elasticsan_snapshotter.domain.freeze import LeaseState
 from elasticsan_snapshotter.emulator.process import EmulatorProcess
 from elasticsan_snapshotter.local_cluster.node import NodeStandIn
 from elasticsan_snapshotter.local_cluster.operator_process import OperatorProcess
+from freeze_support import (
+    AgentProcess,
+    Node,
+    Pki,
+    force_thaw,
+    freeze_directly,
+    is_frozen,
+    make_pki,
+    node,
+    require_loop_devices,
+)
 from node_support import checked_node
 from waiting import wait_for
 
