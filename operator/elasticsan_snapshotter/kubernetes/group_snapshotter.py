@@ -319,6 +319,8 @@ class GroupContentReconciler(Reconciler):
         metrics.GROUP_MEMBERS.observe(len(members))
         metrics.GROUP_CUT_WINDOW.observe(cut_window)
         target = await self._group_snapshot(body) or body
+        if target is not body:
+            await self._annotate_group_snapshot(target, level)
         if policy.freezes and level != freeze.FILESYSTEM_CONSISTENT:
             await self.recorder.record(target, WARNING, "FreezeNotProven", window.outcome.message)
         await self.recorder.record(
@@ -328,6 +330,19 @@ class GroupContentReconciler(Reconciler):
             f"{len(members)} member snapshot(s) of group {handle} are ready; consistency level {level}: "
             + level_meaning(level, window.frozen_seconds, cut_window),
         )
+
+    async def _annotate_group_snapshot(self, vgs: Body, level: str) -> None:
+        """The level on the VolumeGroupSnapshot too, where users and backup tools look; best effort."""
+        meta = vgs["metadata"]
+        if (meta.get("annotations") or {}).get(ANN_GROUP_CONSISTENCY) == level:
+            return
+        patch = {"metadata": {"annotations": {ANN_GROUP_CONSISTENCY: level}}}
+        try:
+            await self.api.patch(VOLUME_GROUP_SNAPSHOT, meta["name"], patch, meta["namespace"])
+        except SnapshotterError as exc:
+            logger.warning(
+                "VolumeGroupSnapshot %s/%s: level not annotated: %s", meta["namespace"], meta["name"], exc
+            )
 
     # -- pre-provisioned groups ----------------------------------------------------------------
 

@@ -188,6 +188,10 @@ def content_of(groups: Groups, name: str) -> dict[str, Any] | None:
     return groups.content(bound) if bound else None
 
 
+def group_level(groups: Groups, name: str) -> str | None:
+    return (((groups.get(name) or {}).get("metadata") or {}).get("annotations") or {}).get(CONSISTENCY)
+
+
 def annotations_of(groups: Groups, name: str) -> dict[str, str]:
     return dict(((content_of(groups, name) or {}).get("metadata", {}).get("annotations")) or {})
 
@@ -263,6 +267,9 @@ def test_filesystem_consistent_groups_are_one_point_in_time_and_crash_consistent
             assert written_during_cut(content) == []
             adjacent, last = neighbours(content)
             assert adjacent, f"round {n}: a proven freeze gave a set that is not one point in time: {last}"
+            if n == 0:  # the level is on the VolumeGroupSnapshot too, where users look
+                wait_for("the level on the VolumeGroupSnapshot", lambda: group_level(groups, "fs-0"), 30)
+                assert group_level(groups, "fs-0") == "FilesystemConsistent"
             groups.delete(f"fs-{n}")
 
             content = cut(groups, f"cc-{n}", crash)
@@ -395,6 +402,8 @@ def test_a_cut_slower_than_the_lease_is_not_filesystem_consistent(
         with slow_azure(emulator, 3):
             content = cut(groups, "slow", frozen)
         assert content["metadata"]["annotations"][CONSISTENCY] == "CrashConsistentPerVolume"
+        wait_for("the level on the VolumeGroupSnapshot", lambda: group_level(groups, "slow"), 30)
+        assert group_level(groups, "slow") == "CrashConsistentPerVolume"
         unproven = kube.wait_event(namespace, "slow", "FreezeNotProven")
         assert "Expired, not Active" in unproven.message
         assert not any(is_frozen(m.path) for m in load.mounts.values())

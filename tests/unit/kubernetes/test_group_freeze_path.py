@@ -118,6 +118,7 @@ def frozen_world(
             "name": f"claim{i}",
         }
         world.kube.put("pods", pod(f"app-{i}", "app", node, UIDS[i], claim=f"claim{i}"))
+    world.kube.put("volumegroupsnapshots", {"metadata": {"name": "db", "namespace": "ns", "uid": "vgs-uid"}})
     world.kube.put(
         "pods", pod("done", "app", "node-a", "11111111-1111-4111-8111-111111111111", "Succeeded", "claim0")
     )
@@ -174,6 +175,8 @@ async def test_a_proven_freeze_publishes_filesystem_consistent() -> None:
     assert ANN_GROUP_BEING_CREATED not in annotations
     assert ("Normal", "GroupSnapshotCut") in events(world)
     assert "FilesystemConsistent" in world.kube.events[-1]["message"]
+    vgs = world.kube.objects[("volumegroupsnapshots", "ns", "db")]
+    assert vgs["metadata"]["annotations"][ANN_GROUP_CONSISTENCY] == freeze.FILESYSTEM_CONSISTENT
     assert len(await world.members_in_azure()) == 2
 
 
