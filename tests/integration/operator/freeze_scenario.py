@@ -9,23 +9,27 @@ where kubelet would for that pod's UID.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import shutil
 import signal
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from azure.mgmt.elasticsan import ElasticSanMgmtClient
+from group_scenario import Groups
 from kubernetes.client.rest import ApiException
-from operator_scenario import RESOURCE_GROUP, SAN, VOLUME_GROUP, Kube, unique_name
+from operator_scenario import RESOURCE_GROUP, SAN, VOLUME_GROUP, Kube, StartOperator, unique_name
 
-from elasticsan_snapshotter.emulator.process import AdminClient
+from elasticsan_snapshotter.domain.freeze import LeaseState
+from elasticsan_snapshotter.emulator.process import AdminClient, EmulatorProcess
 from elasticsan_snapshotter.local_cluster.node import Mount, NodeStandIn
-from freeze_support import Node, Pki, Writer, force_thaw, last_record
+from elasticsan_snapshotter.local_cluster.operator_process import OperatorProcess
+from freeze_support import AgentProcess, Node, Pki, Writer, force_thaw, last_record
 from waiting import wait_for
 
 FREEZE_LEASE = "elasticsan.snapshotter.dev/freeze-lease"
@@ -34,6 +38,7 @@ FREEZE_WINDOW = "elasticsan.snapshotter.dev/freeze-window-seconds"
 FREEZE_RETRY = "elasticsan.snapshotter.dev/freeze-retry"
 AGENT_LABELS = {"app.kubernetes.io/component": "freeze-agent"}
 NODES = ("node-a", "node-b")
+LABELS = {"app": "db"}
 
 
 def create_pod(kube: Kube, namespace: str, body: dict[str, Any]) -> Any:
@@ -195,3 +200,91 @@ def scratch_dir(base: Path) -> Path:
     path = base / f"restores-{uuid.uuid4().hex[:6]}"
     path.mkdir(parents=True)
     return path
+
+
+@dataclass
+class Rig:
+    pki: Pki
+    nodes: dict[str, Node]
+    stand_ins: dict[str, NodeStandIn]
+    agents: dict[str, AgentProcess]
+    start: StartOperator
+    env: dict[str, str]
+    operator: OperatorProcess = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.operator = self.start(**self.env)
+
+    def restart_operator(self) -> None:
+        self.operator.kill()
+        self.operator = self.start(**self.env)
+
+    def lease_state(self, node_name: str, lease_id: str) -> LeaseState:
+        async def read() -> LeaseState:
+            client = self.agents[node_name].client()
+            try:
+                return (await client.get_lease(lease_id)).state
+            finally:
+                await client.close()
+
+        return asyncio.run(read())
+
+
+def frozen_groups(
+    kube: Kube, namespace: str, source_volume: Callable[..., Any], **parameters: str
+) -> tuple[Groups, str, list[tuple[str, Any]]]:
+    """A FilesystemConsistent class with ``parameters`` and two labelled claims on their own volumes."""
+    groups = Groups(kube, namespace)
+    storage_class, frozen = groups.classes("Delete", consistency="FilesystemConsistent", **parameters)
+    return groups, frozen, groups.labelled_claims(source_volume, storage_class, 2, LABELS)
+
+
+@contextlib.contextmanager
+def slow_azure(emulator: EmulatorProcess, lro_seconds: float) -> Iterator[None]:
+    """Every long-running operation the emulator starts meanwhile takes ``lro_seconds``."""
+    emulator.admin.update_settings(lroSeconds=lro_seconds)
+    try:
+        yield
+    finally:
+        emulator.admin.update_settings(lroSeconds=0)
+
+
+def content_of(groups: Groups, name: str) -> dict[str, Any] | None:
+    vgs = groups.get(name) or {}
+    bound = (vgs.get("status") or {}).get("boundVolumeGroupSnapshotContentName")
+    return groups.content(bound) if bound else None
+
+
+def group_level(groups: Groups, name: str) -> str | None:
+    return (((groups.get(name) or {}).get("metadata") or {}).get("annotations") or {}).get(CONSISTENCY)
+
+
+def annotations_of(groups: Groups, name: str) -> dict[str, str]:
+    return dict(((content_of(groups, name) or {}).get("metadata", {}).get("annotations")) or {})
+
+
+def published(groups: Groups, name: str) -> dict[str, Any]:
+    """The group's content once the operator published it (with the level achieved)."""
+
+    def done() -> dict[str, Any] | None:
+        content = content_of(groups, name)
+        annotations = (content or {}).get("metadata", {}).get("annotations") or {}
+        return content if CONSISTENCY in annotations else None
+
+    return wait_for(f"group {name} to be published", done, 120, interval=0.1)
+
+
+def cut(groups: Groups, name: str, group_class: str) -> dict[str, Any]:
+    """Take a group and return its content once the operator published it."""
+    groups.create(name, group_class, LABELS)
+    return published(groups, name)
+
+
+def cutting(groups: Groups, name: str) -> dict[str, Any]:
+    """The lease record once the operator is cutting the group inside its freeze window."""
+
+    def in_cut() -> dict[str, Any] | None:
+        held = recorded_lease(content_of(groups, name))
+        return held if held and held["phase"] == "Cut" else None
+
+    return wait_for(f"the cut of {name} to begin under a recorded lease", in_cut, 60, interval=0.05)

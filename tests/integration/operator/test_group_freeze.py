@@ -15,7 +15,6 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +26,22 @@ from freeze_scenario import (
     FREEZE_LEASE,
     FREEZE_RETRY,
     FREEZE_WINDOW,
+    LABELS,
     NODES,
+    Rig,
     agent_pod,
+    annotations_of,
     create_pod,
+    cut,
+    cutting,
+    frozen_groups,
+    group_level,
     last_records,
     member_puts,
     pod_body,
-    recorded_lease,
+    published,
     scratch_dir,
+    slow_azure,
     tls_dir,
     workload,
 )
@@ -45,12 +52,8 @@ from operator_scenario import Kube, StartOperator, unique_name
 
 from elasticsan_snapshotter.domain.freeze import LeaseState
 from elasticsan_snapshotter.emulator.process import EmulatorProcess
-from elasticsan_snapshotter.local_cluster.node import NodeStandIn
-from elasticsan_snapshotter.local_cluster.operator_process import OperatorProcess
 from freeze_support import (
     AgentProcess,
-    Node,
-    Pki,
     force_thaw,
     freeze_directly,
     is_frozen,
@@ -62,7 +65,6 @@ from node_support import checked_node
 from waiting import wait_for
 
 ROUNDS = 20
-LABELS = {"app": "db"}
 
 
 @pytest.fixture(scope="module")
@@ -90,34 +92,6 @@ def emulator(
         yield process
     finally:
         process.stop()
-
-
-@dataclass
-class Rig:
-    pki: Pki
-    nodes: dict[str, Node]
-    stand_ins: dict[str, NodeStandIn]
-    agents: dict[str, AgentProcess]
-    start: StartOperator
-    env: dict[str, str]
-    operator: OperatorProcess = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.operator = self.start(**self.env)
-
-    def restart_operator(self) -> None:
-        self.operator.kill()
-        self.operator = self.start(**self.env)
-
-    def lease_state(self, node_name: str, lease_id: str) -> LeaseState:
-        async def read() -> LeaseState:
-            client = self.agents[node_name].client()
-            try:
-                return (await client.get_lease(lease_id)).state
-            finally:
-                await client.close()
-
-        return asyncio.run(read())
 
 
 @pytest.fixture(scope="module")
@@ -161,66 +135,6 @@ def _stop_agents(agents: dict[str, AgentProcess]) -> None:
     for agent in agents.values():
         if agent.process is not None and agent.process.poll() is None:
             agent.stop()
-
-
-def frozen_groups(
-    kube: Kube, namespace: str, source_volume: Callable[..., Any], **parameters: str
-) -> tuple[Groups, str, list[tuple[str, Any]]]:
-    """A FilesystemConsistent class with ``parameters`` and two labelled claims on their own volumes."""
-    groups = Groups(kube, namespace)
-    storage_class, frozen = groups.classes("Delete", consistency="FilesystemConsistent", **parameters)
-    return groups, frozen, groups.labelled_claims(source_volume, storage_class, 2, LABELS)
-
-
-@contextlib.contextmanager
-def slow_azure(emulator: EmulatorProcess, lro_seconds: float) -> Iterator[None]:
-    """Every long-running operation the emulator starts meanwhile takes ``lro_seconds``."""
-    emulator.admin.update_settings(lroSeconds=lro_seconds)
-    try:
-        yield
-    finally:
-        emulator.admin.update_settings(lroSeconds=0)
-
-
-def content_of(groups: Groups, name: str) -> dict[str, Any] | None:
-    vgs = groups.get(name) or {}
-    bound = (vgs.get("status") or {}).get("boundVolumeGroupSnapshotContentName")
-    return groups.content(bound) if bound else None
-
-
-def group_level(groups: Groups, name: str) -> str | None:
-    return (((groups.get(name) or {}).get("metadata") or {}).get("annotations") or {}).get(CONSISTENCY)
-
-
-def annotations_of(groups: Groups, name: str) -> dict[str, str]:
-    return dict(((content_of(groups, name) or {}).get("metadata", {}).get("annotations")) or {})
-
-
-def published(groups: Groups, name: str) -> dict[str, Any]:
-    """The group's content once the operator published it (with the level achieved)."""
-
-    def done() -> dict[str, Any] | None:
-        content = content_of(groups, name)
-        annotations = (content or {}).get("metadata", {}).get("annotations") or {}
-        return content if CONSISTENCY in annotations else None
-
-    return wait_for(f"group {name} to be published", done, 120, interval=0.1)
-
-
-def cut(groups: Groups, name: str, group_class: str) -> dict[str, Any]:
-    """Take a group and return its content once the operator published it."""
-    groups.create(name, group_class, LABELS)
-    return published(groups, name)
-
-
-def cutting(groups: Groups, name: str) -> dict[str, Any]:
-    """The lease record once the operator is cutting the group inside its freeze window."""
-
-    def in_cut() -> dict[str, Any] | None:
-        held = recorded_lease(content_of(groups, name))
-        return held if held and held["phase"] == "Cut" else None
-
-    return wait_for(f"the cut of {name} to begin under a recorded lease", in_cut, 60, interval=0.05)
 
 
 def test_filesystem_consistent_groups_are_one_point_in_time_and_crash_consistent_ones_are_not(
