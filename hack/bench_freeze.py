@@ -22,9 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests" / "integration" / "freeze"))
-
-from freeze_support import AgentProcess, make_pki, node, pod_uid  # noqa: E402
+sys.path.insert(0, str(ROOT / "tests"))
 
 from elasticsan_snapshotter.azure.client import ElasticSanAzure  # noqa: E402
 from elasticsan_snapshotter.azure.config import PacingConfig  # noqa: E402
@@ -33,6 +31,7 @@ from elasticsan_snapshotter.domain.identity import ElasticSanId, VolumeGroupId  
 from elasticsan_snapshotter.emulator.process import EmulatorInfo, EmulatorProcess  # noqa: E402
 from elasticsan_snapshotter.freeze.client import connect  # noqa: E402
 from elasticsan_snapshotter.freeze_window import FreezeCoordinator  # noqa: E402
+from freeze_support import AgentProcess, make_pki, node, pod_uid  # noqa: E402
 
 SIZES = (2, 5, 10)
 LATENCIES = (0, 200)

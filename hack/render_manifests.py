@@ -74,7 +74,7 @@ FREEZE_AGENT_VALUES = (
 )
 FREEZE_AGENT_TEMPLATES = ("templates/freeze-agent.yaml", "templates/freeze-agent-cert-manager.yaml")
 
-FREEZE_AGENT_OPERATOR_PATCH = f"""{HEADER}# The operator's client certificate for the freeze agents, as the chart mounts it.
+FREEZE_AGENT_OPERATOR_PATCH = f"""{HEADER}# The operator's client certificate for the freeze agents and how it finds them, as the chart sets them.
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -85,6 +85,11 @@ spec:
     spec:
       containers:
         - name: operator
+          env:
+            - name: ESS_FREEZE_AGENT_SELECTOR
+              value: app.kubernetes.io/name={RELEASE},app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=freeze-agent
+            - name: ESS_FREEZE_CLIENT_TLS_DIR
+              value: /etc/elasticsan-snapshotter/freeze-client-tls
           volumeMounts:
             - name: freeze-client-tls
               mountPath: /etc/elasticsan-snapshotter/freeze-client-tls

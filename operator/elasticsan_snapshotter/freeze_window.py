@@ -16,20 +16,23 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 from elasticsan_snapshotter import metrics
 from elasticsan_snapshotter.domain.errors import NotFound, SnapshotterError
 from elasticsan_snapshotter.domain.freeze import (
+    CUT,
     FILESYSTEM_CONSISTENT,
+    FREEZE,
+    RESERVE,
+    THAWED,
     FreezeAgentPort,
     FreezePolicy,
     LeaseState,
     LeaseView,
     MemberMount,
-    Outcome,
-    Proof,
+    WindowResult,
+    WindowStep,
     lease_ttl,
     outcome,
     plan_freeze,
@@ -39,24 +42,6 @@ from elasticsan_snapshotter.domain.freeze import (
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-RESERVE, FREEZE, CUT, THAWED = "Reserve", "Freeze", "Cut", "Thawed"
-
-
-@dataclass(frozen=True)
-class WindowStep:
-    phase: str
-    lease_id: str
-    nodes: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class WindowResult(Generic[T]):
-    outcome: Outcome
-    cut: T
-    proof: Proof | None
-    frozen_seconds: float
-    """First freeze sent to last thaw answered; 0 when nothing was frozen."""
 
 
 async def _no_record(step: WindowStep) -> None:
@@ -92,9 +77,10 @@ class FreezeCoordinator:
         nodes = plan.nodes
         await self.record(WindowStep(RESERVE, lease_id, nodes))
         await reserve()
-        if not nodes:  # nothing mounted, so nothing can write: the set is consistent as it stands
+        if not nodes:  # nothing mounted, so nothing can write: consistent, unless a pod began to mount
             result = await cut()
-            return WindowResult(outcome(policy, Proof(True)), result, Proof(True), 0.0)
+            proof = prove(plan, {}, {}, await pods_after())
+            return WindowResult(outcome(policy, proof), result, proof, 0.0)
         identities = await asyncio.gather(*(self.agents[n].identity() for n in nodes))
         boots = {n: i.boot_id for n, i in zip(nodes, identities, strict=True)}
         await self.record(WindowStep(FREEZE, lease_id, nodes))

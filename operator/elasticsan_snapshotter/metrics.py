@@ -122,6 +122,13 @@ GROUP_SNAPSHOTS = Counter(
     namespace=NAMESPACE,
     registry=REGISTRY,
 )
+GROUP_SNAPSHOT_LEVELS = Counter(
+    "group_snapshot_levels",
+    "Groups published, by the consistency level achieved (never the one requested).",
+    ["level"],
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+)
 GROUP_MEMBERS = Histogram(
     "group_snapshot_members",
     "Member volumes per group snapshot that became ready.",
@@ -233,6 +240,7 @@ __all__ = [
     "GROUP_CUT_WINDOW",
     "GROUP_MEMBERS",
     "GROUP_SNAPSHOTS",
+    "GROUP_SNAPSHOT_LEVELS",
     "NAMESPACE",
     "OLDEST_UNREADY_SECONDS",
     "REGISTRY",

@@ -106,6 +106,24 @@ class Settings:
         },
     )
     log_format: str = field(default="json", metadata={"env": "ESS_LOG_FORMAT", "help": "json or text"})
+    freeze_agent_namespace: str = field(
+        default="",
+        metadata={
+            "env": "ESS_FREEZE_AGENT_NAMESPACE",
+            "help": "namespace of the freeze agent pods; empty: the pod's, else default",
+        },
+    )
+    freeze_agent_selector: str = field(
+        default="app.kubernetes.io/component=freeze-agent",
+        metadata={"env": "ESS_FREEZE_AGENT_SELECTOR", "help": "label selector of the freeze agent pods"},
+    )
+    freeze_client_tls_dir: str = field(
+        default="/etc/elasticsan-snapshotter/freeze-client-tls",
+        metadata={
+            "env": "ESS_FREEZE_CLIENT_TLS_DIR",
+            "help": "tls.crt, tls.key and ca.crt of the operator's client certificate for the freeze agents",
+        },
+    )
 
     def __post_init__(self) -> None:
         if not self.driver_name:

@@ -5,12 +5,21 @@ Only this module knows which concrete adapter stands behind each port.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+import os
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from elasticsan_snapshotter import __version__
 from elasticsan_snapshotter.azure.config import AzureConfig, PacingConfig
 from elasticsan_snapshotter.domain.errors import InvalidRequest
+from elasticsan_snapshotter.domain.freeze import (
+    AgentUnavailable,
+    FreezePolicy,
+    MemberMount,
+    WindowResult,
+    WindowStep,
+)
 from elasticsan_snapshotter.domain.identity import ElasticSanId
 from elasticsan_snapshotter.domain.ports import AzurePort
 from elasticsan_snapshotter.settings import Settings, SettingsError
@@ -18,6 +27,7 @@ from elasticsan_snapshotter.settings import Settings, SettingsError
 if TYPE_CHECKING:
     import kopf
 
+    from elasticsan_snapshotter.freeze.client import AgentClient
     from elasticsan_snapshotter.kubernetes.api import KubeApi
     from elasticsan_snapshotter.kubernetes.handlers import Runtime
     from elasticsan_snapshotter.kubernetes.leader import LeaderElector
@@ -82,9 +92,69 @@ async def operator_runtime(settings: Settings) -> Runtime:
         index=SanIndex(azure, managed_sans(settings)),
         api=api,
         recorder=EventRecorder(api),
+        freeze_window=AgentFreezeWindow(Path(settings.freeze_client_tls_dir)),
+        freeze_agent_namespace=settings.freeze_agent_namespace
+        or os.environ.get("POD_NAMESPACE")
+        or "default",
     )
     runtime.build()
     return runtime
+
+
+T = TypeVar("T")
+
+
+class AgentFreezeWindow:
+    """The group path's freeze window: gRPC clients of the agents (mutual TLS with the client
+    certificate in ``tls_dir``, read anew for every window so a rotation needs no restart) and
+    the coordinator. grpc is imported only when a group is frozen."""
+
+    def __init__(self, tls_dir: Path) -> None:
+        self.tls_dir = tls_dir
+
+    def _connect(self, endpoints: Mapping[str, str]) -> dict[str, AgentClient]:
+        from elasticsan_snapshotter.freeze.client import connect
+        from elasticsan_snapshotter.freeze.tls import TlsFiles
+
+        try:
+            return connect(endpoints, TlsFiles.in_directory(self.tls_dir)) if endpoints else {}
+        except OSError as exc:
+            raise AgentUnavailable(f"the freeze agents' client certificate cannot be read: {exc}") from None
+
+    async def run(
+        self,
+        endpoints: Mapping[str, str],
+        lease_id: str,
+        policy: FreezePolicy,
+        members: Sequence[MemberMount],
+        *,
+        record: Callable[[WindowStep], Awaitable[None]],
+        reserve: Callable[[], Awaitable[None]],
+        cut: Callable[[], Awaitable[T]],
+        pods_after: Callable[[], Awaitable[Iterable[tuple[str, str, str]]]],
+    ) -> WindowResult[T]:
+        from elasticsan_snapshotter.freeze_window import FreezeCoordinator
+
+        clients = self._connect(endpoints)
+        try:
+            coordinator = FreezeCoordinator(clients, record=record)
+            return await coordinator.run(
+                lease_id, policy, members, reserve=reserve, cut=cut, pods_after=pods_after
+            )
+        finally:
+            for client in clients.values():
+                await client.close()
+
+    async def release(self, endpoints: Mapping[str, str], lease_id: str, nodes: Iterable[str]) -> None:
+        from elasticsan_snapshotter.freeze_window import release
+
+        held = [n for n in nodes if n in endpoints]
+        clients = self._connect({n: endpoints[n] for n in held})
+        try:
+            await release(clients, lease_id, held)
+        finally:
+            for client in clients.values():
+                await client.close()
 
 
 def _async_login(login: Callable[..., kopf.ConnectionInfo]) -> Callable[[], Awaitable[kopf.ConnectionInfo]]:

@@ -75,6 +75,11 @@ https://login.chinacloudapi.cn/
 app.kubernetes.io/component: freeze-agent
 {{- end -}}
 
+{{/* The same labels as a label selector: how the operator finds the agent pods. */}}
+{{- define "ess.freezeAgentSelector" -}}
+{{- printf "app.kubernetes.io/name=%s,app.kubernetes.io/instance=%s,app.kubernetes.io/component=freeze-agent" (include "ess.name" .) .Release.Name -}}
+{{- end -}}
+
 {{/* Secret holding the agent's serving certificate (tls.crt, tls.key) and the CA of its clients (ca.crt). */}}
 {{- define "ess.freezeAgentTlsSecret" -}}
 {{- printf "%s-freeze-agent-tls" (include "ess.fullname" .) | trunc 63 | trimSuffix "-" -}}

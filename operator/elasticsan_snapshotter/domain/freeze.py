@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from elasticsan_snapshotter.domain.errors import InvalidRequest, SnapshotterError, Transient
+from elasticsan_snapshotter.domain.parameters import InvalidParameter
 
 CRASH_CONSISTENT_PER_VOLUME = "CrashConsistentPerVolume"
 FILESYSTEM_CONSISTENT = "FilesystemConsistent"
@@ -55,17 +56,21 @@ class FrozenBySomeoneElse(SnapshotterError):
 
 
 class NoFreezeAgent(SnapshotterError):
-    """A member is mounted on a node where no freeze agent answers."""
+    """A member is mounted on a node where no freeze agent runs: the group cannot be frozen."""
 
     reason = "NoFreezeAgent"
-    retryable = True
-    default_retry_after = 60.0
 
 
 class AgentUnavailable(Transient):
     """The agent did not answer (connection refused, TLS failure, timeout)."""
 
     reason = "AgentUnavailable"
+
+
+class FreezeNotProven(Transient):
+    """The freeze did not cover the whole cut; the class says retry, so that attempt's set is deleted."""
+
+    reason = "FreezeNotProven"
 
 
 class LeaseState(enum.Enum):
@@ -141,23 +146,24 @@ class FreezePolicy:
 
     @classmethod
     def from_parameters(cls, parameters: Mapping[str, str]) -> FreezePolicy:
-        """The policy a group class asks for; a bad value is refused with the key and the allowed values."""
+        """The policy a group class asks for; a bad value is a final error naming the key."""
+        what = "VolumeGroupSnapshotClass parameter"
         level = parameters.get(LEVEL_PARAMETER, CRASH_CONSISTENT_PER_VOLUME)
         if level not in LEVELS:
-            raise InvalidRequest(f"{LEVEL_PARAMETER} {level!r} must be one of {', '.join(LEVELS)}")
+            raise InvalidParameter(f"{what} {LEVEL_PARAMETER} {level!r} must be one of {', '.join(LEVELS)}")
         on_unproven = parameters.get(ON_UNPROVEN_PARAMETER, RETRY)
         if on_unproven not in ON_UNPROVEN:
-            raise InvalidRequest(
-                f"{ON_UNPROVEN_PARAMETER} {on_unproven!r} must be one of {', '.join(ON_UNPROVEN)}"
+            raise InvalidParameter(
+                f"{what} {ON_UNPROVEN_PARAMETER} {on_unproven!r} must be one of {', '.join(ON_UNPROVEN)}"
             )
         raw = parameters.get(BUDGET_PARAMETER, str(DEFAULT_BUDGET_SECONDS))
         try:
             budget = float(raw)
         except ValueError:
-            raise InvalidRequest(f"{BUDGET_PARAMETER} {raw!r} is not a number of seconds") from None
-        if not 0 < budget <= MAX_TTL_SECONDS:
-            raise InvalidRequest(
-                f"{BUDGET_PARAMETER} {raw!r} must be more than 0 and at most {MAX_TTL_SECONDS:g} seconds"
+            raise InvalidParameter(f"{what} {BUDGET_PARAMETER} {raw!r} is not a number of seconds") from None
+        if not 0 < budget <= MAX_TTL_SECONDS:  # also refuses nan and inf
+            raise InvalidParameter(
+                f"{what} {BUDGET_PARAMETER} {raw!r} must be more than 0 and at most {MAX_TTL_SECONDS:g} seconds"
             )
         return cls(level=level, budget_seconds=budget, on_unproven=on_unproven)
 
@@ -277,24 +283,74 @@ def outcome(policy: FreezePolicy, proof: Proof | None) -> Outcome:
     return Outcome(CRASH_CONSISTENT_PER_VOLUME, True, f"freeze not proven, retrying: {why}")
 
 
+# --- the freeze window, as the group path sees it ----------------------------------------------
+
+T = TypeVar("T")
+
+RESERVE, FREEZE, CUT, THAWED = "Reserve", "Freeze", "Cut", "Thawed"
+"""The steps of a window, recorded before each is acted on (``Thawed``: nothing held any more)."""
+
+
+@dataclass(frozen=True)
+class WindowStep:
+    phase: str
+    lease_id: str
+    nodes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class WindowResult(Generic[T]):
+    outcome: Outcome
+    cut: T
+    proof: Proof | None
+    frozen_seconds: float
+    """First freeze sent to last thaw answered; 0 when nothing was frozen."""
+
+
+class FreezeWindowPort(Protocol):
+    """Runs a freeze window with the agents at ``endpoints`` (node name → address)."""
+
+    async def run(
+        self,
+        endpoints: Mapping[str, str],
+        lease_id: str,
+        policy: FreezePolicy,
+        members: Sequence[MemberMount],
+        *,
+        record: Callable[[WindowStep], Awaitable[None]],
+        reserve: Callable[[], Awaitable[None]],
+        cut: Callable[[], Awaitable[T]],
+        pods_after: Callable[[], Awaitable[Iterable[tuple[str, str, str]]]],
+    ) -> WindowResult[T]: ...
+
+    async def release(self, endpoints: Mapping[str, str], lease_id: str, nodes: Iterable[str]) -> None:
+        """Thaw ``lease_id`` wherever it may be held; idempotent, never raises for a gone lease."""
+
+
 __all__ = [
     "BUDGET_PARAMETER",
     "CRASH_CONSISTENT_PER_VOLUME",
+    "CUT",
     "DEFAULT_BUDGET_SECONDS",
     "FILESYSTEM_CONSISTENT",
+    "FREEZE",
     "LEVELS",
     "LEVEL_PARAMETER",
     "MAX_TTL_SECONDS",
     "ON_UNPROVEN",
     "ON_UNPROVEN_PARAMETER",
     "PUBLISH_CRASH_CONSISTENT",
+    "RESERVE",
     "RETRY",
+    "THAWED",
     "AgentIdentity",
     "AgentUnavailable",
     "FreezeAgentPort",
+    "FreezeNotProven",
     "FreezePlan",
     "FreezePolicy",
     "FreezeRefused",
+    "FreezeWindowPort",
     "FrozenBySomeoneElse",
     "LeaseState",
     "LeaseView",
@@ -303,6 +359,8 @@ __all__ = [
     "Outcome",
     "Proof",
     "Target",
+    "WindowResult",
+    "WindowStep",
     "check_lease_id",
     "lease_ttl",
     "outcome",

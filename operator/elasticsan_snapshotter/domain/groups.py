@@ -14,7 +14,8 @@ by its own PUT. These rules keep such a set honest and recoverable:
   (a final error naming it); a member whose pace is full makes the whole group wait.
   Half a group is never cut on purpose.
 * **Level.** Without a freeze each member is only crash-consistent, taken within a cut
-  window; the class says which level it asks for, and only what is achieved is reported.
+  window; the class says which level it asks for (``domain.freeze`` holds the freeze rules),
+  and only what is achieved is reported.
 """
 
 from __future__ import annotations
@@ -22,13 +23,22 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from elasticsan_snapshotter.domain import decisions
 from elasticsan_snapshotter.domain.errors import InvalidRequest, SnapshotterError, Throttled
+from elasticsan_snapshotter.domain.freeze import (
+    BUDGET_PARAMETER,
+    CRASH_CONSISTENT_PER_VOLUME,
+    FILESYSTEM_CONSISTENT,
+    LEVEL_PARAMETER,
+    ON_UNPROVEN_PARAMETER,
+    FreezePolicy,
+)
 from elasticsan_snapshotter.domain.identity import CSI_MAX_BYTES, SnapshotId, VolumeId
 from elasticsan_snapshotter.domain.names import SNAPSHOT_NAME
+from elasticsan_snapshotter.domain.parameters import InvalidParameter
 
 GROUP_DRIVER_NAME = "iscsi.csi.k8s.io"
 """The default group driver: snapshot-controller requires the group class driver to equal the PV's."""
@@ -38,9 +48,7 @@ _GROUP_HASH_CHARS = 24
 _MEMBER_HASH_CHARS = 16
 _GROUP_HANDLE = re.compile(rf"{GROUP_HANDLE_PREFIX}[0-9a-f]{{{_GROUP_HASH_CHARS}}}")
 
-CRASH_CONSISTENT_PER_VOLUME = "CrashConsistentPerVolume"
-FILESYSTEM_CONSISTENT = "FilesystemConsistent"
-PARAM_CONSISTENCY = "consistency"
+PARAM_CONSISTENCY = LEVEL_PARAMETER
 
 _RESERVED_PREFIX = "csi.storage.k8s.io/"
 # Secret parameters snapshot-controller itself reads from a group class; we need no secrets.
@@ -132,28 +140,26 @@ def check_imported_group(handle: str, members: Sequence[SnapshotId]) -> None:
 
 @dataclass(frozen=True)
 class GroupClassParameters:
-    consistency: str = CRASH_CONSISTENT_PER_VOLUME
+    freeze: FreezePolicy = field(default_factory=FreezePolicy)
+
+    @property
+    def consistency(self) -> str:
+        """The level the class asks for; the level achieved is reported separately."""
+        return self.freeze.level
+
+
+_KNOWN = (PARAM_CONSISTENCY, BUDGET_PARAMETER, ON_UNPROVEN_PARAMETER)
 
 
 def parse_group_class_parameters(parameters: Mapping[str, str]) -> GroupClassParameters:
     """The VolumeGroupSnapshotClass parameters this operator knows; anything else is refused."""
-    unknown = sorted(key for key in parameters if key != PARAM_CONSISTENCY and key not in _RESERVED_KNOWN)
+    unknown = sorted(key for key in parameters if key not in _KNOWN and key not in _RESERVED_KNOWN)
     if unknown:
-        raise InvalidRequest(
-            f"unknown VolumeGroupSnapshotClass parameter(s) {', '.join(unknown)}; the only parameter is "
-            f"{PARAM_CONSISTENCY} ({CRASH_CONSISTENT_PER_VOLUME})"
+        raise InvalidParameter(
+            f"unknown VolumeGroupSnapshotClass parameter(s) {', '.join(unknown)}; the parameters are "
+            f"{', '.join(_KNOWN)}"
         )
-    level = parameters.get(PARAM_CONSISTENCY, CRASH_CONSISTENT_PER_VOLUME)
-    if level == FILESYSTEM_CONSISTENT:
-        raise InvalidRequest(
-            f"{PARAM_CONSISTENCY}: {FILESYSTEM_CONSISTENT} needs every member's file system frozen while "
-            f"the group is cut, which this operator does not do; use {CRASH_CONSISTENT_PER_VOLUME}"
-        )
-    if level != CRASH_CONSISTENT_PER_VOLUME:
-        raise InvalidRequest(
-            f"{PARAM_CONSISTENCY}: {level!r} is not a consistency level; use {CRASH_CONSISTENT_PER_VOLUME}"
-        )
-    return GroupClassParameters(consistency=level)
+    return GroupClassParameters(freeze=FreezePolicy.from_parameters(parameters))
 
 
 # --- budget ----------------------------------------------------------------------------------

@@ -13,12 +13,15 @@ deleted`` (or an unbound pre-provisioned content), in Azure only for ``deletionP
 Members are cut in parallel under deterministic names (``domain.groups``), so a retry or a
 restart adopts what was cut (the adapter GETs before it PUTs). A member that fails for good
 fails the group, and every member snapshot is deleted again, one at a time: no half group
-survives silently.
+survives silently. A class asking for ``FilesystemConsistent`` cuts inside a freeze window
+(``group_freeze``): only members cut under that window count, so an attempt starts by deleting
+any an earlier one left, and the level published is the one proven.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -26,19 +29,31 @@ from datetime import UTC, datetime
 from typing import Any
 
 from elasticsan_snapshotter import metrics
-from elasticsan_snapshotter.domain import decisions, groups
+from elasticsan_snapshotter.domain import decisions, freeze, groups
 from elasticsan_snapshotter.domain.errors import InvalidRequest, NotFound, SnapshotterError, Transient
 from elasticsan_snapshotter.domain.identity import SnapshotId, VolumeId
 from elasticsan_snapshotter.domain.mapping import SanIndex, volume_of
 from elasticsan_snapshotter.domain.ports import SnapshotInfo
 from elasticsan_snapshotter.kubernetes.api import Body
-from elasticsan_snapshotter.kubernetes.events import NORMAL
+from elasticsan_snapshotter.kubernetes.events import NORMAL, WARNING
+from elasticsan_snapshotter.kubernetes.group_freeze import (
+    FreezeAgents,
+    MemberVolume,
+    held_off,
+    level_meaning,
+    member_volume,
+    recorded_step,
+    retry_record,
+)
 from elasticsan_snapshotter.kubernetes.reconciler import Reconciler
 from elasticsan_snapshotter.kubernetes.resources import (
     ANN_GROUP_BEING_CREATED,
     ANN_GROUP_BEING_DELETED,
     ANN_GROUP_CONSISTENCY,
     ANN_GROUP_CUT_WINDOW,
+    ANN_GROUP_FREEZE_LEASE,
+    ANN_GROUP_FREEZE_RETRY,
+    ANN_GROUP_FREEZE_WINDOW,
     FIN_GROUP_CONTENT_BOUND,
     VOLUME_GROUP_SNAPSHOT,
     VOLUME_GROUP_SNAPSHOT_CLASS,
@@ -59,6 +74,11 @@ class Member:
     """As the group content names it: the PersistentVolume's ``spec.csi.volumeHandle``."""
     snapshot: SnapshotId
     volume: VolumeId
+    source: MemberVolume
+    """Its PV and claim, to find the pods that mount it."""
+
+
+Window = freeze.WindowResult[list[SnapshotInfo]]
 
 
 def _stamp(moment: datetime) -> str:
@@ -72,6 +92,8 @@ class GroupContentReconciler(Reconciler):
     group_contents: Store
     group_classes: Store
     volumes: PersistentVolumes
+    freeze_agents: FreezeAgents | None = None
+    """None: this operator cannot freeze, so FilesystemConsistent classes are refused."""
 
     def is_ours(self, body: Body) -> bool:
         spec = body.get("spec") or {}
@@ -85,17 +107,18 @@ class GroupContentReconciler(Reconciler):
         if body is None or not self.is_ours(body):
             return None
         try:
+            interrupted = await self._release_recorded(body)
             if (body.get("metadata") or {}).get("deletionTimestamp"):
                 return await self._delete(body)
             if body["spec"]["source"].get("volumeHandles"):
-                return await self._create(body)
+                return await self._create(body, interrupted)
             return await self._import(body)
         except SnapshotterError as exc:
             return await self._failed(body, exc)
 
     # -- dynamic groups ------------------------------------------------------------------------
 
-    async def _create(self, body: Body) -> Outcome:
+    async def _create(self, body: Body, interrupted: freeze.WindowStep | None) -> Outcome:
         meta, spec = body["metadata"], body["spec"]
         status = body.get("status") or {}
         annotations = meta.get("annotations") or {}
@@ -109,14 +132,37 @@ class GroupContentReconciler(Reconciler):
             return None  # a final error stands: a new VolumeGroupSnapshot takes a new group
         if not (spec.get("volumeGroupSnapshotRef") or {}).get("uid"):
             return None  # snapshot-controller binds dynamic group contents; nothing to do yet
-        level = (await self._class_parameters(spec)).consistency
+        policy = (await self._class_parameters(spec)).freeze
         handle = groups.group_handle(meta["uid"])
         members = await self._members(handle, spec["source"]["volumeHandles"])
-        await self._check_budget(handle, members)
-        await self._annotate(body, {ANN_GROUP_BEING_CREATED: "yes"})
         started = time.monotonic()
-        infos = await self._cut(members)
-        await self._publish(body, handle, members, infos, level)
+        if policy.freezes:
+            if self.freeze_agents is None:
+                raise InvalidRequest(
+                    f"{freeze.FILESYSTEM_CONSISTENT} needs freeze agents; this operator has none"
+                )
+            wait = held_off(body, time.time())
+            if wait > 0:
+                return Requeue(wait)
+            try:
+                window = await self.freeze_agents.frozen_cut(
+                    handle,
+                    policy,
+                    [m.source for m in members],
+                    interrupted,
+                    record=lambda value: self._annotate(body, {ANN_GROUP_FREEZE_LEASE: value}),
+                    reserve=lambda fresh: self._reserve(body, handle, members, fresh=fresh),
+                    cut=lambda: self._cut(members),
+                    discard=lambda: self._delete_members(members),
+                )
+            except SnapshotterError as exc:
+                if exc.retryable:
+                    await self._annotate(body, {ANN_GROUP_FREEZE_RETRY: retry_record(body, exc, time.time())})
+                raise
+        else:
+            await self._reserve(body, handle, members)
+            window = Window(freeze.outcome(policy, None), await self._cut(members), None, 0.0)
+        await self._publish(body, handle, members, window, policy)
         logger.info(
             "group %s of VolumeGroupSnapshotContent %s: %d members ready in %.1fs",
             handle,
@@ -153,10 +199,29 @@ class GroupContentReconciler(Reconciler):
                     f"volume {volume.arm_id}"
                 )
             seen[volume] = volume_handle
-            members.append(Member(volume_handle, groups.member_snapshot(handle, volume), volume))
+            snapshot = groups.member_snapshot(handle, volume)
+            members.append(Member(volume_handle, snapshot, volume, member_volume(volume_handle, pv)))
         return members
 
-    async def _check_budget(self, handle: str, members: list[Member]) -> None:
+    async def _release_recorded(self, body: Body) -> freeze.WindowStep | None:
+        """A lease an earlier attempt recorded and may still hold (the operator stopped): thaw it first.
+
+        The record stays until a new window replaces it or the group is published, so that a
+        transient error in between cannot make the restarted operator forget the attempt."""
+        step = recorded_step(body)
+        if step is not None and self.freeze_agents is not None:
+            await self.freeze_agents.release(step)  # idempotent: a thawed lease stays thawed
+        return step
+
+    async def _reserve(self, body: Body, handle: str, members: list[Member], *, fresh: bool = False) -> None:
+        """The budget for every member before any PUT (or freeze); ``fresh``: delete members cut earlier,
+        outside this window, so that every member of the set is cut within it."""
+        stale = await self._check_budget(handle, members, fresh=fresh)
+        for member in stale:
+            await self._delete_snapshot(member.snapshot)
+        await self._annotate(body, {ANN_GROUP_BEING_CREATED: "yes"})
+
+    async def _check_budget(self, handle: str, members: list[Member], *, fresh: bool = False) -> list[Member]:
         listed = await asyncio.gather(
             *(self.azure.list_snapshots(m.volume.volume_group, m.volume.name) for m in members)
         )
@@ -166,7 +231,11 @@ class GroupContentReconciler(Reconciler):
             )
             for m, snaps in zip(members, listed, strict=True)
         ]
+        stale = [m for m, b in zip(members, budgets, strict=True) if fresh and b.cut]
+        if fresh:
+            budgets = [dataclasses.replace(b, cut=False) for b in budgets]
         groups.check_group_budget(budgets, time.time())
+        return stale
 
     async def _cut(self, members: list[Member]) -> list[SnapshotInfo]:
         results = await asyncio.gather(*(self._cut_one(m) for m in members), return_exceptions=True)
@@ -203,11 +272,12 @@ class GroupContentReconciler(Reconciler):
         return info
 
     async def _publish(
-        self, body: Body, handle: str, members: list[Member], infos: list[SnapshotInfo], level: str
+        self, body: Body, handle: str, members: list[Member], window: Window, policy: freeze.FreezePolicy
     ) -> None:
+        infos, level = window.cut, window.outcome.level
         now = datetime.now(UTC)
         accepted = [info.created_at or now for info in infos]
-        window = groups.cut_window_seconds(accepted)
+        cut_window = groups.cut_window_seconds(accepted)
         entries: list[dict[str, Any]] = []
         for member, info, at in zip(members, infos, accepted, strict=True):
             entry: dict[str, Any] = {
@@ -238,20 +308,41 @@ class GroupContentReconciler(Reconciler):
             {
                 ANN_GROUP_BEING_CREATED: None,
                 ANN_GROUP_CONSISTENCY: level,
-                ANN_GROUP_CUT_WINDOW: f"{window:.3f}",
+                ANN_GROUP_CUT_WINDOW: f"{cut_window:.3f}",
+                ANN_GROUP_FREEZE_WINDOW: f"{window.frozen_seconds:.3f}" if window.frozen_seconds else None,
+                ANN_GROUP_FREEZE_LEASE: None,
+                ANN_GROUP_FREEZE_RETRY: None,
             },
         )
         metrics.GROUP_SNAPSHOTS.labels(result="Ready").inc()
+        metrics.GROUP_SNAPSHOT_LEVELS.labels(level=level).inc()
         metrics.GROUP_MEMBERS.observe(len(members))
-        metrics.GROUP_CUT_WINDOW.observe(window)
+        metrics.GROUP_CUT_WINDOW.observe(cut_window)
+        target = await self._group_snapshot(body) or body
+        if target is not body:
+            await self._annotate_group_snapshot(target, level)
+        if policy.freezes and level != freeze.FILESYSTEM_CONSISTENT:
+            await self.recorder.record(target, WARNING, "FreezeNotProven", window.outcome.message)
         await self.recorder.record(
-            await self._group_snapshot(body) or body,
+            target,
             NORMAL,
             "GroupSnapshotCut",
-            f"{len(members)} member snapshot(s) of group {handle} are ready; consistency level {level}: each "
-            f"member is crash-consistent on its own and all were cut within {window:.3f} s (first to last "
-            "accepted PUT); writes in that window may be in some members and not in others",
+            f"{len(members)} member snapshot(s) of group {handle} are ready; consistency level {level}: "
+            + level_meaning(level, window.frozen_seconds, cut_window),
         )
+
+    async def _annotate_group_snapshot(self, vgs: Body, level: str) -> None:
+        """The level on the VolumeGroupSnapshot too, where users and backup tools look; best effort."""
+        meta = vgs["metadata"]
+        if (meta.get("annotations") or {}).get(ANN_GROUP_CONSISTENCY) == level:
+            return
+        patch = {"metadata": {"annotations": {ANN_GROUP_CONSISTENCY: level}}}
+        try:
+            await self.api.patch(VOLUME_GROUP_SNAPSHOT, meta["name"], patch, meta["namespace"])
+        except SnapshotterError as exc:
+            logger.warning(
+                "VolumeGroupSnapshot %s/%s: level not annotated: %s", meta["namespace"], meta["name"], exc
+            )
 
     # -- pre-provisioned groups ----------------------------------------------------------------
 
@@ -348,6 +439,10 @@ class GroupContentReconciler(Reconciler):
                     if groups.is_member(handle, snapshot.id):
                         await self._delete_snapshot(snapshot.id)
         await self._annotate(body, {ANN_GROUP_BEING_CREATED: None})
+
+    async def _delete_members(self, members: list[Member]) -> None:
+        for member in members:  # one at a time: Elastic SAN deletes serially
+            await self._delete_snapshot(member.snapshot)
 
     async def _delete_snapshot(self, snapshot: SnapshotId) -> None:
         try:

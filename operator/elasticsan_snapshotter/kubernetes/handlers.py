@@ -22,6 +22,7 @@ from typing import Any, cast
 import kopf
 
 from elasticsan_snapshotter import health, metrics
+from elasticsan_snapshotter.domain.freeze import FreezeWindowPort
 from elasticsan_snapshotter.domain.identity import ElasticSanId
 from elasticsan_snapshotter.domain.limits import VolumeLimits
 from elasticsan_snapshotter.domain.mapping import SanIndex
@@ -30,6 +31,7 @@ from elasticsan_snapshotter.kubernetes.api import Body, KubeApi
 from elasticsan_snapshotter.kubernetes.events import EventRecorder
 from elasticsan_snapshotter.kubernetes.export_guard import ExportGuard
 from elasticsan_snapshotter.kubernetes.exporter import ExportReconciler
+from elasticsan_snapshotter.kubernetes.group_freeze import FreezeAgents
 from elasticsan_snapshotter.kubernetes.group_members import GroupMemberReconciler
 from elasticsan_snapshotter.kubernetes.group_snapshotter import GroupContentReconciler
 from elasticsan_snapshotter.kubernetes.informer import Informer
@@ -101,6 +103,8 @@ class Runtime:
     group_member_reconciler: GroupMemberReconciler | None = None
     schedules: Store = field(default_factory=Store)
     schedule_reconciler: ScheduleReconciler | None = None
+    freeze_window: FreezeWindowPort | None = None
+    freeze_agent_namespace: str = "default"
 
     def build(self) -> None:
         self.volumes = PersistentVolumes(self.api)
@@ -151,6 +155,14 @@ class Runtime:
         self.volume_releaser = VolumeReleaser(
             **common, volumes=self.volumes, storage_classes=self.storage_classes, export_guard=export_guard
         )
+        freeze_agents = None
+        if self.freeze_window is not None:
+            freeze_agents = FreezeAgents(
+                api=self.api,
+                window=self.freeze_window,
+                namespace=self.freeze_agent_namespace,
+                selector=self.settings.freeze_agent_selector,
+            )
         self.group_reconciler = GroupContentReconciler(
             **common,
             group_driver_name=self.settings.group_driver_name,
@@ -158,6 +170,7 @@ class Runtime:
             group_contents=self.group_contents,
             group_classes=self.group_classes,
             volumes=self.volumes,
+            freeze_agents=freeze_agents,
         )
         self.group_member_reconciler = GroupMemberReconciler(
             **common, group_driver_name=self.settings.group_driver_name, members=self.group_member_contents

@@ -43,6 +43,7 @@ PERSISTENT_VOLUME = Resource("", "v1", "persistentvolumes", "PersistentVolume", 
 PERSISTENT_VOLUME_CLAIM = Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True)
 STORAGE_CLASS = Resource("storage.k8s.io", "v1", "storageclasses", "StorageClass", False)
 EVENT = Resource("", "v1", "events", "Event", True)
+POD = Resource("", "v1", "pods", "Pod", True)
 LEASE = Resource("coordination.k8s.io", "v1", "leases", "Lease", True)
 GROUP_SNAPSHOT_GROUP = "groupsnapshot.storage.k8s.io"
 VOLUME_GROUP_SNAPSHOT = Resource(
@@ -91,5 +92,11 @@ ANN_GROUP_CONSISTENCY = f"{DRIVER_NAME}/consistency"
 """On a VolumeGroupSnapshotContent: the consistency level the cut achieved."""
 ANN_GROUP_CUT_WINDOW = f"{DRIVER_NAME}/cut-window-seconds"
 """On a VolumeGroupSnapshotContent: seconds from the first member's accepted PUT to the last one's."""
+ANN_GROUP_FREEZE_LEASE = f"{DRIVER_NAME}/freeze-lease"
+"""On a VolumeGroupSnapshotContent while a freeze may be held: the lease, its step and its nodes (JSON)."""
+ANN_GROUP_FREEZE_RETRY = f"{DRIVER_NAME}/freeze-retry"
+"""On a VolumeGroupSnapshotContent whose freezing attempt failed: attempts so far, and when to try again (JSON)."""
+ANN_GROUP_FREEZE_WINDOW = f"{DRIVER_NAME}/freeze-window-seconds"
+"""On a VolumeGroupSnapshotContent cut under a freeze: seconds from the first freeze to the last thaw."""
 
 ISCSI_DRIVER = "iscsi.csi.k8s.io"

@@ -108,6 +108,16 @@ def test_the_daemonset_has_only_the_privileges_it_needs(artifacts: Artifacts) ->
     operator = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
     secret_volumes = {v["name"]: v.get("secret", {}).get("secretName") for v in operator["volumes"]}
     assert secret_volumes["freeze-client-tls"] == f"{RELEASE}-elasticsan-snapshotter-freeze-client-tls"
+    # ... and finds the agents by the DaemonSet's own pod labels, with nothing but pod listing.
+    [container] = operator["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    selector = dict(term.split("=") for term in env["ESS_FREEZE_AGENT_SELECTOR"].split(","))
+    assert selector == daemonset["spec"]["template"]["metadata"]["labels"]
+    assert env["ESS_FREEZE_CLIENT_TLS_DIR"] == "/etc/elasticsan-snapshotter/freeze-client-tls"
+    pods_role = named(docs, "ClusterRole", f"{RELEASE}-elasticsan-snapshotter-freeze-pods")
+    assert pods_role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]
+    binding = named(docs, "ClusterRoleBinding", f"{RELEASE}-elasticsan-snapshotter-freeze-pods")
+    assert [s["name"] for s in binding["subjects"]] == [operator["serviceAccountName"]]
 
 
 @pytest.fixture

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
 from operator_scenario import Kube
 
-from elasticsan_snapshotter.local_cluster.node import Mount, NodeStandIn
+from elasticsan_snapshotter.local_cluster.node import Mount, NodeStandIn, reflink_unavailable
+from node_support import checked_node
 
 MIB = 2**20
+
+
+@contextlib.contextmanager
+def reflink_scratch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path | None]:
+    """A scratch reflink (XFS) file system, or None where none can be made here."""
+    if reflink_unavailable() is not None:
+        yield None
+        return
+    with checked_node(None, tmp_path_factory.mktemp("unused-kubelet")) as stand_in:
+        yield stand_in.reflink_directory()
 
 
 def write_files(mount: Mount, names: list[str]) -> dict[str, str]:

@@ -9,6 +9,7 @@ from azure.mgmt.elasticsan import ElasticSanMgmtClient
 from kubernetes.client.rest import ApiException
 from operator_scenario import RESOURCE_GROUP, SAN, VOLUME_GROUP, Kube, unique_name
 
+from elasticsan_snapshotter.local_cluster.operator_process import OperatorProcess
 from waiting import wait_for
 
 GROUPS, GROUPS_VERSION = "groupsnapshot.storage.k8s.io", "v1"
@@ -179,6 +180,16 @@ class Groups:
             return found if done else None
 
         return wait_for(f"{count} member VolumeSnapshots of {name} to be ready", ready, timeout)
+
+
+def exposed_metrics(operator: OperatorProcess) -> dict[str, float]:
+    """The operator's /metrics samples by name (with labels)."""
+    return {
+        name: float(value)
+        for name, _, value in (
+            ln.rpartition(" ") for ln in operator.metrics().splitlines() if ln and ln[0] != "#"
+        )
+    }
 
 
 def _or_none(read: Callable[[], Any]) -> dict[str, Any] | None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from azure.mgmt.elasticsan import ElasticSanMgmtClient
-from content_scenario import MIB, checksums, mount_claim, write_files
+from content_scenario import MIB, checksums, mount_claim, reflink_scratch, write_files
 from export_scenario import Exports, install_crd
 from kubernetes import client as k8s
 from operator_emulator import seeded_emulator
@@ -34,7 +34,7 @@ from operator_scenario import (
 from elasticsan_snapshotter.emulator.process import EmulatorProcess
 from elasticsan_snapshotter.local_cluster.node import Mount, NodeStandIn, reflink_unavailable
 from elasticsan_snapshotter.local_cluster.operator_process import OperatorProcess
-from node_support import checked_node, require
+from node_support import require
 
 GIB = 2**30
 
@@ -42,11 +42,8 @@ GIB = 2**30
 @pytest.fixture(scope="module")
 def scratch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path | None]:
     """A reflink file system for the emulator's state, or None (then only point-in-time tests skip)."""
-    if reflink_unavailable() is not None:
-        yield None
-        return
-    with checked_node(None, tmp_path_factory.mktemp("unused-kubelet")) as stand_in:
-        yield stand_in.reflink_directory()
+    with reflink_scratch(tmp_path_factory) as directory:
+        yield directory
 
 
 @pytest.fixture(scope="module")

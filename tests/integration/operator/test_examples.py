@@ -86,3 +86,17 @@ def test_examples_as_written(
         if s.name.startswith(f"{handle}-")
     ]
     assert cut.creation_data.source_id.endswith("/volumes/my-volume")
+
+    # The same claim under the freezing class: no pod mounts it, so nothing needs a freeze.
+    kubectl(
+        artifacts,
+        cluster,
+        namespace,
+        "apply",
+        "-f",
+        str(EXAMPLES / "volumegroupsnapshotclass-filesystem-consistent.yaml"),
+    )
+    group.create("my-app-frozen", "elasticsan-group-frozen", {"app": "my-app"})
+    group.wait_ready("my-app-frozen")
+    frozen = group.content_of("my-app-frozen")["metadata"]["annotations"]
+    assert frozen["elasticsan.snapshotter.dev/consistency"] == "FilesystemConsistent"

@@ -18,6 +18,7 @@ from group_scenario import (
     MEMBER_HANDLE,
     Groups,
     compact,
+    exposed_metrics,
     group_snapshots,
     snapshot_handle,
 )
@@ -102,12 +103,7 @@ def test_three_claims_one_group_every_member_cut_restored_and_deleted(
     cut = kube.wait_event(namespace, "db", "GroupSnapshotCut")
     assert "CrashConsistentPerVolume" in cut.message
     assert "3 member snapshot(s)" in cut.message
-    exposed = {
-        name: float(value)
-        for name, _, value in (
-            ln.rpartition(" ") for ln in operator.metrics().splitlines() if ln and ln[0] != "#"
-        )
-    }
+    exposed = exposed_metrics(operator)
     assert exposed['elasticsan_snapshotter_group_snapshots_total{result="Ready"}'] >= 1
     assert exposed["elasticsan_snapshotter_group_snapshot_members_sum"] >= 3
     assert exposed["elasticsan_snapshotter_group_snapshot_cut_window_seconds_count"] >= 1

@@ -13,6 +13,7 @@ from elasticsan_snapshotter.domain import groups as g
 from elasticsan_snapshotter.domain.errors import InvalidRequest, Throttled
 from elasticsan_snapshotter.domain.identity import CSI_MAX_BYTES, ElasticSanId
 from elasticsan_snapshotter.domain.names import SNAPSHOT_NAME
+from elasticsan_snapshotter.domain.parameters import InvalidParameter
 
 pytestmark = pytest.mark.unit
 
@@ -161,8 +162,9 @@ def test_no_parameters_mean_crash_consistent_per_volume() -> None:
     [
         ({"speed": "fast"}, "unknown VolumeGroupSnapshotClass parameter(s) speed"),
         ({"csi.storage.k8s.io/whatever": "x"}, "csi.storage.k8s.io/whatever"),
-        ({"consistency": "FilesystemConsistent"}, "frozen"),
-        ({"consistency": "Perfect"}, "'Perfect' is not a consistency level"),
+        ({"consistency": "Perfect"}, "consistency 'Perfect' must be one of"),
+        ({"consistency": "FilesystemConsistent", "freezeBudgetSeconds": "nan"}, "freezeBudgetSeconds 'nan'"),
+        ({"onUnprovenFreeze": "Ignore"}, "onUnprovenFreeze 'Ignore' must be one of Retry"),
     ],
 )
 def test_class_parameters_this_operator_cannot_honour_are_refused(
@@ -171,6 +173,23 @@ def test_class_parameters_this_operator_cannot_honour_are_refused(
     with pytest.raises(InvalidRequest) as refused:
         g.parse_group_class_parameters(parameters)
     assert said in str(refused.value)
+
+
+def test_a_filesystem_consistent_class_carries_its_freeze_policy() -> None:
+    parsed = g.parse_group_class_parameters(
+        {"consistency": "FilesystemConsistent", "freezeBudgetSeconds": "10", "onUnprovenFreeze": "Retry"}
+    )
+    assert parsed.consistency == g.FILESYSTEM_CONSISTENT
+    assert parsed.freeze.freezes
+    assert parsed.freeze.budget_seconds == 10.0
+    assert g.parse_group_class_parameters({}).freeze.budget_seconds == 30.0
+
+
+def test_bad_class_values_are_final_invalid_parameters() -> None:
+    with pytest.raises(InvalidParameter) as refused:
+        g.parse_group_class_parameters({"freezeBudgetSeconds": "-1"})
+    assert not refused.value.retryable
+    assert refused.value.reason == "InvalidParameter"
 
 
 # --- cut window --------------------------------------------------------------------------------

@@ -233,11 +233,22 @@ async def test_no_freeze_requested_touches_no_agent_and_says_crash_consistent() 
 
 async def test_unmounted_members_need_no_freeze_but_a_node_without_agent_fails() -> None:
     unmounted = [MemberMount("vol-1", "pv-1"), MemberMount("vol-2", "pv-2")]
+
+    async def no_pods() -> list[tuple[str, str, str]]:
+        return []
+
     result = await FreezeCoordinator({}).run(
-        "group-8", POLICY, unmounted, reserve=_nothing, cut=_nothing, pods_after=pods
+        "group-8", POLICY, unmounted, reserve=_nothing, cut=_nothing, pods_after=no_pods
     )
     assert result.outcome.level == FILESYSTEM_CONSISTENT
     assert result.frozen_seconds == 0
+    # A pod that began to mount a member during the cut (unfrozen) voids the set.
+    raced = await FreezeCoordinator({}).run(
+        "group-8", POLICY, unmounted, reserve=_nothing, cut=_nothing, pods_after=pods
+    )
+    assert raced.outcome.level == CRASH_CONSISTENT_PER_VOLUME
+    assert raced.proof is not None
+    assert "began to mount pv-1" in " ".join(raced.proof.reasons)
     with pytest.raises(NoFreezeAgent, match="node-2"):
         await FreezeCoordinator({"node-1": FakeAgent("node-1", [])}).run(
             "group-9", POLICY, MEMBERS, reserve=_nothing, cut=_nothing, pods_after=pods

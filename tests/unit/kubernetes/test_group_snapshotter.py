@@ -63,8 +63,17 @@ class FakeKube:
         found = self.objects.get((resource.plural, namespace, name))
         return copy.deepcopy(found) if found else None
 
-    async def list(self, resource: Resource, namespace: str = "", **_: Any) -> list[Body]:
-        return [copy.deepcopy(b) for (p, _, _), b in self.objects.items() if p == resource.plural]
+    async def list(
+        self, resource: Resource, namespace: str = "", *, label_selector: str | None = None
+    ) -> list[Body]:
+        wanted = dict(term.split("=", 1) for term in label_selector.split(",")) if label_selector else {}
+        return [
+            copy.deepcopy(b)
+            for (p, ns, _), b in self.objects.items()
+            if p == resource.plural
+            and (not namespace or ns == namespace)
+            and wanted.items() <= ((b["metadata"].get("labels") or {}).items())
+        ]
 
     async def create(self, resource: Resource, body: Body, namespace: str = "") -> Body:
         self.events.append(body)
