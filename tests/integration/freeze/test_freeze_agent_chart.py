@@ -16,10 +16,10 @@ import pytest
 import yaml
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from freeze_support import AgentProcess, Node, Pki, short_dir
 
 from elasticsan_snapshotter.freeze.tls import CLIENT_NAME, SERVER_NAME, TlsFiles
 from elasticsan_snapshotter.local_cluster import Artifacts, LocalCluster
+from freeze_support import AgentProcess, Node, Pki, short_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CHART = REPO_ROOT / "charts" / "elasticsan-snapshotter"
