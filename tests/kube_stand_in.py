@@ -4,7 +4,7 @@ It answers the methods of the operator's client as the API server would, at the 
 objects: creates refuse an existing name and give a uid, every stored version gets a new
 ``resourceVersion`` and is kept in :attr:`KubeStandIn.history` (what a watch would deliver,
 possibly late), patches are JSON merge patches, deletes of a missing object succeed (as the
-real client's do), lists select by namespace (``""``: all) and ``key=value`` label. Every
+real client's do), lists select by namespace (``""``: all) and ``key=value`` labels (comma-separated: all must match). Every
 call is counted by (verb, plural, subresource). Reads hand out copies, so a reconciler only
 sees what it wrote through the API.
 
@@ -55,17 +55,20 @@ class KubeStandIn:
         """Every version stored, oldest first."""
         self.created: list[tuple[str, str]] = []
         self.deleted: list[tuple[str, str]] = []
+        self.writes: list[tuple[str, str, str]] = []
+        """Every patch, in order: (plural, name, subresource or ``main``)."""
         self._revision = 100
         self._uid = 0
 
     # -- for tests --------------------------------------------------------------------------
 
-    def put(self, resource: Resource, body: Body) -> Body:
-        """Store ``body`` as the API server would (a new resourceVersion); returns a copy."""
+    def put(self, resource: Resource | str, body: Body) -> Body:
+        """Store ``body`` (under a resource or its plural) as the API server would: a new resourceVersion; returns a copy."""
+        plural = resource if isinstance(resource, str) else resource.plural
         meta = body["metadata"]
         self._revision += 1
         meta["resourceVersion"] = str(self._revision)
-        key = (resource.plural, meta.get("namespace") or "", meta["name"])
+        key = (plural, meta.get("namespace") or "", meta["name"])
         # One dict per object for its whole life: a test holding a stored object sees each new version.
         stored = self.objects.setdefault(key, {})
         stored.clear()
@@ -83,6 +86,11 @@ class KubeStandIn:
     def snapshots(self) -> list[Body]:
         return self.stored("volumesnapshots")
 
+    @property
+    def events(self) -> list[Body]:
+        """The Events posted, oldest first."""
+        return self.stored("events")
+
     # -- the client's methods ---------------------------------------------------------------
 
     async def get(self, resource: Resource, name: str, namespace: str = "") -> Body | None:
@@ -94,13 +102,13 @@ class KubeStandIn:
         self, resource: Resource, namespace: str = "", *, label_selector: str | None = None, **_: Any
     ) -> list[Body]:
         self.calls[("list", resource.plural, "")] += 1
-        key, _, value = (label_selector or "").partition("=")
+        wanted = dict(term.split("=", 1) for term in label_selector.split(",")) if label_selector else {}
         return [
             copy.deepcopy(body)
             for (plural, ns, _), body in self.objects.items()
             if plural == resource.plural
             and namespace in ("", ns)
-            and (not key or ((body["metadata"].get("labels") or {}).get(key) == value))
+            and wanted.items() <= (body["metadata"].get("labels") or {}).items()
         ]
 
     async def create(self, resource: Resource, body: Body, namespace: str = "") -> Body:
@@ -131,6 +139,7 @@ class KubeStandIn:
         found = self.objects.get((resource.plural, namespace, name))
         if found is None:
             raise NotFound(f"{resource.plural} {name} not found")
+        self.writes.append((resource.plural, name, subresource or "main"))
         updated = copy.deepcopy(found)
         merge_patch(updated, patch)
         return self.put(resource, updated)

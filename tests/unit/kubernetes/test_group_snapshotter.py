@@ -1,4 +1,4 @@
-"""The group snapshotter's algorithm over the in-memory Azure port and a small in-memory API server.
+"""The group snapshotter's algorithm over the in-memory Azure port and the in-memory API stand-in.
 
 The integration tests run the same paths against the real control plane and the emulator;
 these pin the decisions (adopt, clean up, refuse, publish once) quickly and exactly.
@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import pytest
-from kube_recorder import merge_patch
 
 from elasticsan_snapshotter.azure.fake import InMemoryAzure
 from elasticsan_snapshotter.domain import groups
@@ -32,10 +31,10 @@ from elasticsan_snapshotter.kubernetes.resources import (
     ANN_GROUP_MEMBER_HANDLE,
     FIN_CONTENT_BOUND,
     FIN_GROUP_CONTENT_BOUND,
-    Resource,
 )
 from elasticsan_snapshotter.kubernetes.stores import PersistentVolumes, Store
 from elasticsan_snapshotter.kubernetes.workqueue import Requeue
+from kube_stand_in import KubeStandIn
 
 pytestmark = pytest.mark.unit
 
@@ -47,71 +46,12 @@ CONTENT_UID = "c0ffee00-0000-0000-0000-00000000c0de"
 HANDLE = groups.group_handle(CONTENT_UID)
 
 
-class FakeKube:
-    """Objects by (plural, namespace, name); merge patches; every write counted."""
-
-    def __init__(self) -> None:
-        self.objects: dict[tuple[str, str, str], Body] = {}
-        self.events: list[Body] = []
-        self.writes: list[tuple[str, str, str]] = []
-
-    def put(self, plural: str, body: Body) -> None:
-        meta = body["metadata"]
-        self.objects[(plural, meta.get("namespace", ""), meta["name"])] = body
-
-    async def get(self, resource: Resource, name: str, namespace: str = "") -> Body | None:
-        found = self.objects.get((resource.plural, namespace, name))
-        return copy.deepcopy(found) if found else None
-
-    async def list(
-        self, resource: Resource, namespace: str = "", *, label_selector: str | None = None
-    ) -> list[Body]:
-        wanted = dict(term.split("=", 1) for term in label_selector.split(",")) if label_selector else {}
-        return [
-            copy.deepcopy(b)
-            for (p, ns, _), b in self.objects.items()
-            if p == resource.plural
-            and (not namespace or ns == namespace)
-            and wanted.items() <= ((b["metadata"].get("labels") or {}).items())
-        ]
-
-    async def create(self, resource: Resource, body: Body, namespace: str = "") -> Body:
-        self.events.append(body)
-        return body
-
-    async def patch(
-        self,
-        resource: Resource,
-        name: str,
-        patch: Any,
-        namespace: str = "",
-        *,
-        subresource: str = "",
-        **_: Any,
-    ) -> Body:
-        target = self.objects[(resource.plural, namespace, name)]
-        merge_patch(target, patch)
-        self.writes.append((resource.plural, name, subresource or "main"))
-        return copy.deepcopy(target)
-
-    async def remove_finalizer(self, resource: Resource, obj: Body, finalizer: str) -> bool:
-        target = self.objects[
-            (resource.plural, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
-        ]
-        finalizers = target["metadata"].get("finalizers") or []
-        if finalizer not in finalizers:
-            return False
-        finalizers.remove(finalizer)
-        self.writes.append((resource.plural, obj["metadata"]["name"], "finalizer"))
-        return True
-
-
 class World:
     def __init__(self, volumes: int = 3) -> None:
         self.azure = InMemoryAzure()
         self.azure.add_elastic_san(SAN)
         self.azure.add_volume_group(VG)
-        self.kube = FakeKube()
+        self.kube = KubeStandIn()
         api = cast(KubeApi, self.kube)
         self.volumes = [VG.volume(f"vol{i}") for i in range(volumes)]
         for i, volume in enumerate(self.volumes):
@@ -161,6 +101,10 @@ class World:
     def put_content(self, body: Body) -> None:
         self.kube.put("volumegroupsnapshotcontents", body)
         self.contents.apply("ADDED", copy.deepcopy(body))
+
+    def stored_member(self, member: Body) -> Body:
+        """The stored member content itself: it shows every write the reconciler makes."""
+        return self.kube.objects[("volumesnapshotcontents", "", member["metadata"]["name"])]
 
     def content(self) -> Body:
         return self.kube.objects[("volumegroupsnapshotcontents", "", CONTENT)]
@@ -322,6 +266,7 @@ async def test_member_contents_are_released_without_touching_azure() -> None:
         "status": {"snapshotHandle": entry["snapshotHandle"], "readyToUse": True},
     }
     world.kube.put("volumesnapshotcontents", member)
+    member = world.stored_member(member)
     world.members.apply("ADDED", copy.deepcopy(member))
     assert world.member_reconciler.is_ours(member)
     assert await world.member_reconciler.reconcile("snapcontent-m0") is None
@@ -356,6 +301,7 @@ async def test_a_member_content_not_ready_is_made_ready_once_azure_says_so() -> 
         "status": {"snapshotHandle": entry["snapshotHandle"], "readyToUse": False},
     }
     world.kube.put("volumesnapshotcontents", member)
+    member = world.stored_member(member)
     world.members.apply("ADDED", copy.deepcopy(member))
     snapshot = VG.snapshot(world.member_name(world.volumes[0]))
     world.azure.set_snapshot_state(snapshot, "Creating")
