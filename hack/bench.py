@@ -43,6 +43,7 @@ SETTLE_SECONDS = 3.0
 IDLE_CPU = 0.1
 """An arm counts as settled once it uses less than this share of a core for two seconds in a row."""
 SETTLE_LIMIT = 300.0
+SCENARIOS = ("singles", "burst", "big_burst", "lro", "throttled", "startup")
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,16 @@ class Run:
 
 
 class Bench:
-    def __init__(self, profile: Profile, workdir: Path, artifacts: Artifacts, python: str) -> None:
+    def __init__(
+        self,
+        profile: Profile,
+        workdir: Path,
+        artifacts: Artifacts,
+        python: str,
+        only: list[str] | None = None,
+    ) -> None:
         self.profile = profile
+        self.only = only
         self.python = python
         self.workdir = workdir
         self.artifacts = artifacts
@@ -324,7 +333,7 @@ class Bench:
 
     async def run(self) -> None:
         p = self.profile
-        order = ["singles", "burst", "big_burst", "lro", "throttled", "startup"]
+        order = [key for key in SCENARIOS if not self.only or key in self.only]
         for trial in range(1, p.trials + 1):
             for key in order:
                 arms = ["operator", "sidecar"] if trial % 2 else ["sidecar", "operator"]
@@ -388,6 +397,12 @@ def main() -> int:
     parser.add_argument(
         "--json", type=Path, default=Path("bench-results.json"), help="where to write the figures"
     )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=SCENARIOS,
+        help="run only this scenario (repeatable); rows of the others stay empty, for profiling",
+    )
     parser.add_argument("--workdir", type=Path, help="keep logs here (default: a temporary directory)")
     parser.add_argument(
         "--python",
@@ -408,7 +423,7 @@ def main() -> int:
     artifacts = discover()
     info = machine()
     started = time.time()
-    bench = Bench(profile, workdir, artifacts, args.python)
+    bench = Bench(profile, workdir, artifacts, args.python, args.only)
 
     async def go() -> None:
         try:
@@ -463,7 +478,7 @@ def main() -> int:
         return 1
     if not keep:
         shutil.rmtree(workdir, ignore_errors=True)  # a run that completed needs no logs kept
-    if missed and not args.quick:
+    if missed and not args.quick and not args.only:
         print(f"targets missed: {'; '.join(missed)}", file=sys.stderr)
         return 1
     return 0
