@@ -56,6 +56,8 @@ class WatchExpired(SnapshotterError):
 
 WATCH_SECONDS = 300
 """Server-side lifetime of one watch request; the informer resumes from the last version."""
+PAGE_SIZE = 500
+"""Objects per list page: the most whole bodies a list holds at once."""
 
 
 class KubeApi:
@@ -159,13 +161,25 @@ class KubeApi:
     async def list_with_version(self, resource: Resource, namespace: str = "") -> tuple[Bodies, str]:
         """Every object (pages of 500) and the resourceVersion to watch from."""
         items: Bodies = []
-        params: dict[str, str] = {"limit": "500"}
+        version = ""
+        async for page, page_version in self.list_pages(resource, namespace):
+            items.extend(page)
+            version = page_version
+        return items, version
+
+    async def list_pages(self, resource: Resource, namespace: str = "") -> AsyncIterator[tuple[Bodies, str]]:
+        """The objects a page of 500 at a time, each with the list's resourceVersion.
+
+        A caller that keeps only part of each object holds one page of whole bodies at a
+        time, not the whole collection (10,000 PVs are tens of MiB parsed).
+        """
+        params: dict[str, str] = {"limit": str(PAGE_SIZE)}
         while True:
             page = await self.request("GET", resource.path(namespace=namespace), params=params)
-            items.extend(page.get("items") or [])
             meta = page.get("metadata") or {}
+            yield page.get("items") or [], str(meta.get("resourceVersion") or "")
             if not meta.get("continue"):
-                return items, str(meta.get("resourceVersion") or "")
+                return
             params["continue"] = str(meta["continue"])
 
     async def watch(

@@ -53,7 +53,7 @@ from elasticsan_snapshotter.kubernetes.schedule_objects import owner_key
 from elasticsan_snapshotter.kubernetes.scheduler import ScheduleReconciler
 from elasticsan_snapshotter.kubernetes.snapshot_watch import SnapshotWatcher
 from elasticsan_snapshotter.kubernetes.snapshotter import ContentReconciler
-from elasticsan_snapshotter.kubernetes.stores import PersistentVolumes, Store
+from elasticsan_snapshotter.kubernetes.stores import PersistentVolumes, Store, slim_content
 from elasticsan_snapshotter.kubernetes.workqueue import WorkQueue
 from elasticsan_snapshotter.settings import Settings
 
@@ -78,7 +78,7 @@ class Runtime:
     index: SanIndex
     api: KubeApi
     recorder: EventRecorder
-    contents: Store = field(default_factory=Store)
+    contents: Store = field(default_factory=lambda: Store(slim_content))
     snapshot_classes: Store = field(default_factory=Store)
     storage_classes: Store = field(default_factory=Store)
     claims: Store = field(default_factory=Store)

@@ -35,13 +35,20 @@ def _key(body: Body) -> str:
     return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
 
 
+def _vanished(key: str, uid: str) -> Body:
+    namespace, _, name = key.partition("/")
+    meta = {"name": name, "uid": uid} | ({"namespace": namespace} if namespace else {})
+    return {"metadata": meta}
+
+
 class Informer:
     def __init__(self, api: KubeApi, resource: Resource, handler: Handler, *, namespace: str = "") -> None:
         self.api = api
         self.resource = resource
         self.namespace = namespace
         self._handler = handler
-        self._known: dict[str, Body] = {}
+        self._known: dict[str, str] = {}
+        """The uid of every object seen, by key: the list after a 410 reports the vanished ones."""
         self.synced = asyncio.Event()
         """Set once the first list has been handed over."""
         self._task: asyncio.Task[None] | None = None
@@ -61,9 +68,8 @@ class Informer:
         if event_type == "DELETED":
             self._known.pop(key, None)
         else:
-            # Only what a DELETED for a vanished object needs: its name, namespace and uid.
-            meta = body.get("metadata") or {}
-            self._known[key] = {"metadata": {k: meta[k] for k in ("name", "namespace", "uid") if k in meta}}
+            # Only what a DELETED for a vanished object needs besides its key: its uid.
+            self._known[key] = str((body.get("metadata") or {}).get("uid") or "")
         try:
             result = self._handler(event_type, body)
             if inspect.isawaitable(result):
@@ -72,12 +78,18 @@ class Informer:
             logger.exception("%s: handling a %s event failed", self.resource.plural, event_type or "listed")
 
     async def _list(self) -> str:
-        items, version = await self.api.list_with_version(self.resource, self.namespace)
-        seen = {_key(item) for item in items}
+        # Page by page: the handlers keep what they need of each object, so no more than one
+        # page of whole bodies is held at a time.
+        seen: set[str] = set()
+        version = ""
+        async for items, page_version in self.api.list_pages(self.resource, self.namespace):
+            version = page_version
+            for item in items:
+                seen.add(_key(item))
+                await self._emit(None, item)
+            del items
         for key in [k for k in self._known if k not in seen]:
-            await self._emit("DELETED", self._known[key])
-        for item in items:
-            await self._emit(None, item)
+            await self._emit("DELETED", _vanished(key, self._known[key]))
         self.synced.set()
         return version
 
