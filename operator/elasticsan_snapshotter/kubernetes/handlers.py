@@ -54,7 +54,7 @@ from elasticsan_snapshotter.kubernetes.resources import (
 from elasticsan_snapshotter.kubernetes.schedule_objects import owner_key
 from elasticsan_snapshotter.kubernetes.scheduler import ScheduleReconciler
 from elasticsan_snapshotter.kubernetes.snapshot_watch import SnapshotWatcher
-from elasticsan_snapshotter.kubernetes.snapshotter import ContentReconciler
+from elasticsan_snapshotter.kubernetes.snapshotter import ContentReconciler, has_work
 from elasticsan_snapshotter.kubernetes.stores import PersistentVolumes, Store, slim_content
 from elasticsan_snapshotter.kubernetes.workqueue import WorkQueue
 from elasticsan_snapshotter.settings import Settings
@@ -222,16 +222,18 @@ class Runtime:
         if self.group_member_reconciler.is_ours(body):
             self.enqueue("group-members", self.group_member_contents, event_type, body)
         if self.content_reconciler.is_ours(body):
-            self.enqueue("contents", self.contents, event_type, body)
+            self.enqueue("contents", self.contents, event_type, body, has_work(body))
 
-    def enqueue(self, queue_name: str, store: Store, event_type: str | None, body: Body) -> None:
-        """Apply an event to ``store`` and queue (or forget) its key."""
+    def enqueue(
+        self, queue_name: str, store: Store, event_type: str | None, body: Body, work: bool = True
+    ) -> None:
+        """Apply an event to ``store`` and queue (or forget) its key; ``work=False`` only stores it."""
         key = store.apply(event_type, body)
         queue = self.queues[queue_name]
         if event_type == "DELETED":
             queue.forget(key)
             self.recorder.forget(body["metadata"].get("uid", ""))
-        else:
+        elif work:
             queue.add(key)
 
     def on_snapshot(self, event_type: str | None, body: Body) -> None:
