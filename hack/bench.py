@@ -277,7 +277,8 @@ class Bench:
             await asyncio.to_thread(admin.set_faults, "put:volumeSnapshots:429:0.2", seed=trial)
         spawned = time.time()
         await asyncio.to_thread(arm.start, driver)
-        extra: dict[str, float] = {}
+        # The machine may be shared: the 1-minute load average says how much CPU the run had.
+        extra: dict[str, float] = {"load_at_start": _load()}
         try:
             if key != "startup":
                 extra["settle_s"] = await self._settle(arm)
@@ -300,6 +301,7 @@ class Bench:
                 )
                 await asyncio.sleep(5)  # settled: the steady memory figure
             ended = time.time()
+            extra["load_at_end"] = _load()
             cpu = meter.stop()
             memory = {name: bf.memory_mib(pid) for name, pid in arm.pids().items()}
         finally:
@@ -344,7 +346,8 @@ class Bench:
                         f"trial {trial} {key:>9} {arm_name:>8}: {run.completed}/{run.n} ready, "
                         f"makespan {run.makespan_s:.2f}s, driver writes {run.driver['writes']} "
                         f"reads {run.driver['reads']}, azure {run.azure['requests']} requests, "
-                        f"settled in {run.extra.get('settle_s', 0):.1f}s",
+                        f"settled in {run.extra.get('settle_s', 0):.1f}s, load {run.extra['load_at_start']:.1f}"
+                        f"-{run.extra.get('load_at_end', 0):.1f}",
                         flush=True,
                     )
 
@@ -359,6 +362,10 @@ class Bench:
             self.cluster.stop()
         if hasattr(self, "emulator"):
             self.emulator.stop()
+
+
+def _load() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
 
 
 def machine() -> dict[str, Any]:
@@ -435,6 +442,7 @@ def main() -> int:
     # SIGTERM ends the run like Ctrl-C: every process it started is stopped on the way out.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     asyncio.run(go())
+    info["load_average_at_end"] = Path("/proc/loadavg").read_text().split()[:3]
     rows = bench_targets.rows(profile, bench.runs)
     flags = {
         "emulator": "LRO 0 s (lro scenario: PATCHed), Retry-After 1, no throttling (throttled scenario: 20% 429 on snapshot PUTs)",
@@ -449,7 +457,7 @@ def main() -> int:
     print(f"N: singles {profile.singles}, bursts {profile.burst} and {profile.big_burst}, LRO {profile.lro_seconds:g} s x {profile.lro_snapshots}, "
           f"throttled burst {profile.throttled_burst}, start-up with {profile.startup_objects} contents and PVs")  # fmt: skip
     print(
-        f"machine: {info['cores']} cores ({info['cpu']}), {info['memory']}, load at start {' '.join(info['load_average_at_start'])}"
+        f"machine: {info['cores']} cores ({info['cpu']}), {info['memory']}, load at start {' '.join(info['load_average_at_start'])}, at the end {' '.join(info['load_average_at_end'])}"
     )
     for name, value in flags.items():
         print(f"flags, {name}: {value}")
