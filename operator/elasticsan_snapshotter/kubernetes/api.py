@@ -183,9 +183,13 @@ class KubeApi:
             params["continue"] = str(meta["continue"])
 
     async def watch(
-        self, resource: Resource, resource_version: str, namespace: str = ""
+        self, resource: Resource, resource_version: str, namespace: str = "", *, initial_events: bool = False
     ) -> AsyncIterator[tuple[str, Body]]:
-        """Watch events (type, object) from ``resource_version`` until the server ends the watch."""
+        """Watch events (type, object) from ``resource_version`` until the server ends the watch.
+
+        ``initial_events``: a streaming list (``sendInitialEvents``): every current object as
+        ADDED, then a BOOKMARK annotated ``k8s.io/initial-events-end``, then the changes.
+        """
         session = await self._ensure_session()
         params = {
             "watch": "1",
@@ -193,6 +197,8 @@ class KubeApi:
             "resourceVersion": resource_version,
             "timeoutSeconds": str(WATCH_SECONDS),
         }
+        if initial_events:
+            params |= {"sendInitialEvents": "true", "resourceVersionMatch": "NotOlderThan"}
         path = resource.path(namespace=namespace)
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=WATCH_SECONDS + 60)
         try:

@@ -6,10 +6,14 @@ and Kopf's per-event machinery (a worker task, a logger, a cause, handler matchi
 per-object memory for every object) cost more CPU and memory than all of the operator's own
 work per snapshot. Kopf still runs the process, the lower-volume kinds and peering.
 
-The contract is the one client-go's reflector keeps: a paginated list, then a watch from the
-list's resourceVersion with bookmarks; a dropped watch resumes from the last version seen; an
+The contract is the one client-go's reflector keeps: the current state, then a watch from its
+resourceVersion with bookmarks; a dropped watch resumes from the last version seen; an
 expired version (410 Gone) lists again, and objects that vanished meanwhile are reported
 ``DELETED``. Events of the list come with type ``None``, as Kopf delivers them.
+
+The current state comes as a streaming list (a watch with ``sendInitialEvents``, as client-go's
+WatchList): the API server sends it from its cache, one object at a time, and the changes
+follow on the same connection. An API server that refuses it gets a paginated list instead.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 
-from elasticsan_snapshotter.domain.errors import SnapshotterError
+from elasticsan_snapshotter.domain.errors import InvalidRequest, SnapshotterError
 from elasticsan_snapshotter.kubernetes.api import Body, KubeApi, WatchExpired
 from elasticsan_snapshotter.kubernetes.resources import Resource
 
@@ -28,6 +32,7 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[str | None, Body], Awaitable[None] | None]
 
 RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0)
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
 
 def _key(body: Body) -> str:
@@ -42,13 +47,23 @@ def _vanished(key: str, uid: str) -> Body:
 
 
 class Informer:
-    def __init__(self, api: KubeApi, resource: Resource, handler: Handler, *, namespace: str = "") -> None:
+    def __init__(
+        self,
+        api: KubeApi,
+        resource: Resource,
+        handler: Handler,
+        *,
+        namespace: str = "",
+        streaming: bool = True,
+    ) -> None:
         self.api = api
         self.resource = resource
         self.namespace = namespace
         self._handler = handler
         self._known: dict[str, str] = {}
         """The uid of every object seen, by key: the list after a 410 reports the vanished ones."""
+        self.streaming = streaming
+        """List through a streaming watch (``sendInitialEvents``) while the server accepts it."""
         self.synced = asyncio.Event()
         """Set once the first list has been handed over."""
         self._task: asyncio.Task[None] | None = None
@@ -88,16 +103,51 @@ class Informer:
                 seen.add(_key(item))
                 await self._emit(None, item)
             del items
-        for key in [k for k in self._known if k not in seen]:
-            await self._emit("DELETED", _vanished(key, self._known[key]))
+        await self._vanished(seen)
         self.synced.set()
         return version
+
+    async def _stream_list(self) -> str | None:
+        """The list as the first events of a watch, then the watch itself, until it ends.
+
+        The API server sends the objects from its cache one at a time, so neither pages of
+        whole bodies nor a gap between the list and the watch. Returns the version to resume
+        from, or None when the stream ended before the initial events did.
+        """
+        seen: set[str] = set()
+        version = ""
+        synced = False
+        async for event_type, body in self.api.watch(self.resource, "", self.namespace, initial_events=True):
+            meta = body.get("metadata") or {}
+            version = meta.get("resourceVersion") or version
+            if event_type == "BOOKMARK":
+                if not synced and (meta.get("annotations") or {}).get(INITIAL_EVENTS_END) == "true":
+                    synced = True
+                    await self._vanished(seen)
+                    self.synced.set()
+                continue
+            if not synced:
+                seen.add(_key(body))
+            await self._emit(None if not synced else event_type, body)
+        return version if synced else None
+
+    async def _vanished(self, seen: set[str]) -> None:
+        for key in [k for k in self._known if k not in seen]:
+            await self._emit("DELETED", _vanished(key, self._known[key]))
 
     async def run(self) -> None:
         version: str | None = None
         failures = 0
         while True:
             try:
+                if version is None and self.streaming:
+                    try:
+                        version = await self._stream_list()
+                    except InvalidRequest as exc:
+                        # An API server without streaming lists refuses the parameters.
+                        logger.info("%s: no streaming list (%s); listing instead", self.resource.plural, exc)
+                        self.streaming = False
+                    continue
                 if version is None:
                     version = await self._list()
                 async for event_type, body in self.api.watch(self.resource, version, self.namespace):

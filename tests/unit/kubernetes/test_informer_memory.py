@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import pytest
 
+from elasticsan_snapshotter.domain.errors import InvalidRequest
 from elasticsan_snapshotter.kubernetes.api import Bodies, Body, KubeApi
 from elasticsan_snapshotter.kubernetes.informer import Informer
 from elasticsan_snapshotter.kubernetes.resources import VOLUME_SNAPSHOT_CONTENT, Resource
@@ -110,3 +112,31 @@ def test_the_runtime_stores_contents_slimmed() -> None:
     held = store.get("content-3")
     assert held is not None
     assert "managedFields" not in held["metadata"]
+
+
+class NoStreamingApi(PagedApi):
+    """An API server that refuses streaming lists (older versions, or the feature turned off)."""
+
+    async def watch(
+        self, resource: Resource, resource_version: str, namespace: str = "", *, initial_events: bool = False
+    ) -> AsyncIterator[tuple[str, Body]]:
+        if initial_events:
+            raise InvalidRequest("sendInitialEvents is forbidden")
+        await asyncio.Event().wait()
+        yield "BOOKMARK", {}
+
+
+async def test_without_streaming_lists_the_informer_lists_page_by_page() -> None:
+    api = NoStreamingApi()
+    names: list[str] = []
+    informer = Informer(
+        cast(KubeApi, api), VOLUME_SNAPSHOT_CONTENT, lambda _t, b: names.append(b["metadata"]["name"])
+    )
+    informer.start()
+    try:
+        await asyncio.wait_for(informer.synced.wait(), 10)
+    finally:
+        await informer.stop()
+    assert not informer.streaming
+    assert names == [f"content-{i}" for i in range(6)]
+    assert api.log[0] == "page 0"
