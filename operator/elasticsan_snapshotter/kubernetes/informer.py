@@ -47,22 +47,14 @@ def _vanished(key: str, uid: str) -> Body:
 
 
 class Informer:
-    def __init__(
-        self,
-        api: KubeApi,
-        resource: Resource,
-        handler: Handler,
-        *,
-        namespace: str = "",
-        streaming: bool = True,
-    ) -> None:
+    def __init__(self, api: KubeApi, resource: Resource, handler: Handler, *, namespace: str = "") -> None:
         self.api = api
         self.resource = resource
         self.namespace = namespace
         self._handler = handler
         self._known: dict[str, str] = {}
         """The uid of every object seen, by key: the list after a 410 reports the vanished ones."""
-        self.streaming = streaming
+        self.streaming = True
         """List through a streaming watch (``sendInitialEvents``) while the server accepts it."""
         self.synced = asyncio.Event()
         """Set once the first list has been handed over."""
