@@ -13,6 +13,7 @@ import asyncio
 import base64
 import json
 import ssl
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
@@ -58,6 +59,16 @@ WATCH_SECONDS = 300
 """Server-side lifetime of one watch request; the informer resumes from the last version."""
 PAGE_SIZE = 500
 """Objects per list page: the most whole bodies a list holds at once."""
+
+# One watch event per line, so the parser's sharing of repeated keys (within one document)
+# never applies: interned, every stored object's keys are one set of strings, not a copy each
+# (about a third of what 10,000 stored PVs and contents take).
+_EVENT_DECODER = json.JSONDecoder(object_pairs_hook=lambda pairs: {sys.intern(k): v for k, v in pairs})
+
+
+def decode_event(line: bytes) -> Any:
+    """One watch event, its keys interned."""
+    return _EVENT_DECODER.decode(line.decode("utf-8"))
 
 
 class KubeApi:
@@ -211,7 +222,7 @@ class KubeApi:
                 async for line in resp.content:
                     if not line.strip():
                         continue
-                    event = json.loads(line)
+                    event = decode_event(line)
                     kind, obj = str(event.get("type")), event.get("object") or {}
                     if kind == "ERROR":
                         if obj.get("code") == 410:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import pytest
 
 from elasticsan_snapshotter.domain.errors import InvalidRequest
-from elasticsan_snapshotter.kubernetes.api import Bodies, Body, KubeApi
+from elasticsan_snapshotter.kubernetes.api import Bodies, Body, KubeApi, decode_event
 from elasticsan_snapshotter.kubernetes.informer import Informer
 from elasticsan_snapshotter.kubernetes.resources import VOLUME_SNAPSHOT_CONTENT, Resource
 from elasticsan_snapshotter.kubernetes.stores import Store, slim_content
@@ -140,3 +141,17 @@ async def test_without_streaming_lists_the_informer_lists_page_by_page() -> None
     assert not informer.streaming
     assert names == [f"content-{i}" for i in range(6)]
     assert api.log[0] == "page 0"
+
+
+def test_watch_events_share_their_key_strings() -> None:
+    """Parsed one line at a time, each event would otherwise hold its own copy of every key."""
+    lines = [json.dumps({"type": "ADDED", "object": _content(i)}).encode() for i in range(2)]
+    first, second = (decode_event(line) for line in lines)
+    assert first == json.loads(lines[0])
+    assert second == json.loads(lines[1])
+    keys = [
+        next(k for k in event["object"]["metadata"] if k == "resourceVersion") for event in (first, second)
+    ]
+    assert keys[0] is keys[1]
+    spec_keys = [next(iter(event["object"]["spec"])) for event in (first, second)]
+    assert spec_keys[0] is spec_keys[1]
