@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         runtime = await operator_runtime(ours)
         box.append(runtime)
         runtime.watch()
+        tasks.append(asyncio.create_task(runtime.check_azure(), name="azure-check"))
         if elects_leader(ours):
             elector = leader_elector(ours, runtime.api)
             electors.append(elector)

@@ -12,7 +12,7 @@ from elasticsan_snapshotter.csi._stubs import pb, pb_grpc
 from elasticsan_snapshotter.csi.rpc import rpc
 from elasticsan_snapshotter.domain.errors import SnapshotterError
 from elasticsan_snapshotter.domain.identity import ElasticSanId
-from elasticsan_snapshotter.domain.ports import AzurePort
+from elasticsan_snapshotter.domain.ports import AzurePort, check_access
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,7 @@ class IdentityServicer(pb_grpc.IdentityServicer):
     async def _azure_reachable(self) -> bool:
         """One cheap authenticated read: it fails when the credentials or the role assignment do not work."""
         try:
-            if self._managed_sans:
-                await self._azure.get_elastic_san(self._managed_sans[0])
-            else:
-                await self._azure.list_elastic_sans()
+            await check_access(self._azure, self._managed_sans)
         except SnapshotterError as error:
             log.warning("not ready: %s: %s", error.reason, error, extra={"reason": error.reason})
             return False

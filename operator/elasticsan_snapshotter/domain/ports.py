@@ -8,7 +8,7 @@ both. Every method raises only errors from ``elasticsan_snapshotter.domain.error
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -139,6 +139,17 @@ class AzurePort(Protocol):
     async def close(self) -> None: ...
 
 
+async def check_access(azure: AzurePort, managed_sans: Sequence[ElasticSanId]) -> None:
+    """One cheap authenticated read; raises when the credentials or the role assignment do not work.
+
+    Done at start-up it also leaves a token and an open connection for the first real call.
+    """
+    if managed_sans:
+        await azure.get_elastic_san(managed_sans[0])
+    else:
+        await azure.list_elastic_sans()
+
+
 __all__ = [
     "FAILED",
     "SUCCEEDED",
@@ -148,4 +159,5 @@ __all__ = [
     "SnapshotInfo",
     "VolumeInfo",
     "VolumeSource",
+    "check_access",
 ]

@@ -169,14 +169,20 @@ class ElasticSanService:
         return self.store.children(san["id"], VOLUME_GROUPS)
 
     def _san_volumes(self, san: Record) -> list[Record]:
-        return [v for g in self._groups(san) for v in self.store.children(g["id"], VOLUMES)]
+        groups = self.store.children(san["id"], VOLUME_GROUPS, ordered=False)
+        return [v for g in groups for v in self.store.children(g["id"], VOLUMES, ordered=False)]
 
     def _san_snapshots(self, san: Record) -> list[Record]:
-        return [s for g in self._groups(san) for s in self.store.children(g["id"], VOLUME_SNAPSHOTS)]
+        groups = self.store.children(san["id"], VOLUME_GROUPS, ordered=False)
+        return [s for g in groups for s in self.store.children(g["id"], VOLUME_SNAPSHOTS, ordered=False)]
 
     def _volume_snapshots(self, volume: Record) -> list[Record]:
-        key = volume["id"].lower()
-        return [s for s in self.store.children(volume["parent"], VOLUME_SNAPSHOTS) if s["source"] == key]
+        group = volume["parent"]
+        return [
+            s
+            for s in self.store.of_source(volume["id"])
+            if s["kind"] == VOLUME_SNAPSHOTS and s["parent"] == group
+        ]
 
     def used_gib(self, san: Record) -> int:
         volumes = sum(int(v["props"]["sizeGiB"]) for v in self._san_volumes(san))
@@ -596,7 +602,7 @@ class ElasticSanService:
             op = self._begin(call, existing, "update")
             return self._answer(call, existing, 200, op)
         stored_creation, source = self._creation_source(creation, san, size)
-        if len(self.store.children(group["id"], VOLUMES)) >= _VOLUMES_PER_GROUP:
+        if len(self.store.children(group["id"], VOLUMES, ordered=False)) >= _VOLUMES_PER_GROUP:
             raise _quota(f"A volume group holds at most {_VOLUMES_PER_GROUP} volumes.")
         self._fits(san, size, f"volume '{call.route.name}'")
         record = self._new_record(call, VOLUMES, group)

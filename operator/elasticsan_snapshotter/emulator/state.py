@@ -44,6 +44,11 @@ class Store:
         self._journal_lines = 0
         # Called with each removed record (contents free their files).
         self.on_remove: list[Callable[[Record], None]] = []
+        # Indexes by kind, by (parent, kind) and by source volume, so that a request costs the
+        # same with ten or ten thousand stored resources (a snapshot PUT looks up its siblings).
+        self._by_kind: dict[str, dict[str, Record]] = {}
+        self._by_parent: dict[tuple[str, str], dict[str, Record]] = {}
+        self._by_source: dict[str, dict[str, Record]] = {}
 
     def load(self) -> None:
         if self.path.exists():
@@ -56,6 +61,8 @@ class Store:
             self.tokens = document["tokens"]
             self._sequence = int(document.get("sequence", 0))
         self._replay()
+        for key, record in self.resources.items():
+            self._index(key, record)
 
     def _replay(self) -> None:
         if not self.journal_path.exists():
@@ -156,21 +163,46 @@ class Store:
         return found
 
     def put(self, record: Record) -> None:
-        self.resources[record["id"].lower()] = record
+        key = record["id"].lower()
+        previous = self.resources.get(key)
+        if previous is not None:
+            self._unindex(key, previous)
+        self.resources[key] = record
+        self._index(key, record)
         self.touch(record["id"])
 
     def remove(self, resource_id: str) -> None:
-        record = self.resources.pop(resource_id.lower(), None)
+        key = resource_id.lower()
+        record = self.resources.pop(key, None)
         self.touch(resource_id)
         if record is not None:
+            self._unindex(key, record)
             for hook in self.on_remove:
                 hook(record)
 
-    def children(self, parent_id: str, kind: str) -> list[Record]:
-        parent_key = parent_id.lower()
-        found = [r for r in self.resources.values() if r["kind"] == kind and r.get("parent") == parent_key]
-        return sorted(found, key=lambda r: str(r["name"]).lower())
+    def _index(self, key: str, record: Record) -> None:
+        self._by_kind.setdefault(record["kind"], {})[key] = record
+        if record.get("parent"):
+            self._by_parent.setdefault((record["parent"], record["kind"]), {})[key] = record
+        if record.get("source"):
+            self._by_source.setdefault(record["source"], {})[key] = record
+
+    def _unindex(self, key: str, record: Record) -> None:
+        self._by_kind.get(record["kind"], {}).pop(key, None)
+        if record.get("parent"):
+            self._by_parent.get((record["parent"], record["kind"]), {}).pop(key, None)
+        if record.get("source"):
+            self._by_source.get(record["source"], {}).pop(key, None)
+
+    def children(self, parent_id: str, kind: str, *, ordered: bool = True) -> list[Record]:
+        """``kind`` resources under ``parent_id``, by name; ``ordered=False`` skips the sort (counts, sums)."""
+        found = list(self._by_parent.get((parent_id.lower(), kind), {}).values())
+        return sorted(found, key=lambda r: str(r["name"]).lower()) if ordered else found
+
+    def of_source(self, source_id: str) -> list[Record]:
+        """Resources made from ``source_id`` (the snapshots of a volume), in no particular order."""
+        return list(self._by_source.get(source_id.lower(), {}).values())
 
     def of_kind(self, kind: str) -> list[Record]:
-        found = [r for r in self.resources.values() if r["kind"] == kind]
+        found = list(self._by_kind.get(kind, {}).values())
         return sorted(found, key=lambda r: str(r["id"]).lower())

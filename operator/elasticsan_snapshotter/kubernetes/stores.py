@@ -62,6 +62,18 @@ def _older(body: Body, held: Body | None) -> bool:
     return new is not None and old is not None and new < old
 
 
+def slim_content(body: Body) -> Body:
+    """A VolumeSnapshotContent without ``managedFields``, which no reconciler reads.
+
+    The server's field-ownership records are more than half of a content's parsed size, and
+    the operator keeps every content of its driver.
+    """
+    meta = body.get("metadata") or {}
+    if "managedFields" not in meta:
+        return body
+    return {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+
+
 def slim_pv(body: Body) -> Body:
     meta = body.get("metadata") or {}
     return {

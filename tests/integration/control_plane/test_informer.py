@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import kopf
@@ -82,20 +82,76 @@ async def test_listed_then_watched_events_reach_the_handler(api: KubeApi) -> Non
         await api.delete(PERSISTENT_VOLUME, first)
 
 
-async def test_a_new_list_reports_objects_that_vanished_meanwhile(api: KubeApi) -> None:
+async def _paged(informer: Informer) -> None:
+    await informer._list()
+
+
+async def _streamed(informer: Informer) -> None:
+    """The streaming list until its objects are handed over (without the watch that follows)."""
+    informer.synced.clear()
+    task = asyncio.create_task(informer._stream_list())
+    try:
+        await asyncio.wait_for(informer.synced.wait(), 60)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.mark.parametrize("first_state", [_paged, _streamed], ids=["paged", "streaming"])
+async def test_a_new_list_reports_objects_that_vanished_meanwhile(
+    api: KubeApi, first_state: Callable[[Informer], Awaitable[None]]
+) -> None:
     label = uuid.uuid4().hex[:8]
     name = f"inf-gone-{label}"
     await api.create(PERSISTENT_VOLUME, _pv(name, label))
     seen: list[tuple[str | None, str]] = []
     informer = Informer(api, PERSISTENT_VOLUME, lambda t, b: seen.append((t, b["metadata"]["name"])))
-    await informer._list()
+    await first_state(informer)
     assert (None, name) in seen
     # Deleted while no watch ran (as when a resourceVersion expired): the next list tells.
     await api.delete(PERSISTENT_VOLUME, name)
-    for _ in range(100):
-        items, _version = await api.list_with_version(PERSISTENT_VOLUME)
-        if name not in {i["metadata"]["name"] for i in items}:
+    for _ in range(100):  # the protection finalizer comes off first
+        if await api.get(PERSISTENT_VOLUME, name) is None:
             break
         await asyncio.sleep(0.1)
-    await informer._list()
+    await first_state(informer)
     assert ("DELETED", name) in seen
+
+
+class CountingLists(KubeApi):
+    """The real client, counting the paged lists it makes."""
+
+    lists = 0
+
+    async def list_pages(self, resource: Any, namespace: str = "") -> AsyncIterator[tuple[list[Body], str]]:
+        CountingLists.lists += 1
+        async for page in super().list_pages(resource, namespace):
+            yield page
+
+
+async def test_the_first_state_comes_as_a_streaming_watch_without_a_list() -> None:
+    label = uuid.uuid4().hex[:8]
+    first, second = f"inf-s-{label}", f"inf-t-{label}"
+    client = CountingLists(_login)
+    CountingLists.lists = 0
+    seen: list[tuple[str | None, str]] = []
+
+    def handler(event_type: str | None, body: Body) -> None:
+        if (body["metadata"].get("labels") or {}).get("informer-test") == label:
+            seen.append((event_type, body["metadata"]["name"]))
+
+    informer = Informer(client, PERSISTENT_VOLUME, handler)
+    try:
+        await client.create(PERSISTENT_VOLUME, _pv(first, label))
+        informer.start()
+        await asyncio.wait_for(informer.synced.wait(), 60)
+        assert seen == [(None, first)]  # the current state, as a list would give it
+        await client.create(PERSISTENT_VOLUME, _pv(second, label))
+        await _until("ADDED", lambda: ("ADDED", second) in seen)
+        assert informer.streaming
+        assert CountingLists.lists == 0
+    finally:
+        await informer.stop()
+        for name in (first, second):
+            await client.delete(PERSISTENT_VOLUME, name)
+        await client.close()
