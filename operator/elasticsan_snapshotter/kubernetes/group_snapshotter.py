@@ -16,6 +16,11 @@ fails the group, and every member snapshot is deleted again, one at a time: no h
 survives silently. A class asking for ``FilesystemConsistent`` cuts inside a freeze window
 (``group_freeze``): only members cut under that window count, so an attempt starts by deleting
 any an earlier one left, and the level published is the one proven.
+
+At about 500 lines this module is longer than the others on purpose: it is one state machine
+(create, publish, import, delete) whose steps share the member list, the annotations and the
+failure path; the freeze window (``group_freeze``) and the member contents (``group_members``)
+are already apart.
 """
 
 from __future__ import annotations
