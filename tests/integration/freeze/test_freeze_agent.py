@@ -14,18 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from freeze_support import (
-    AgentProcess,
-    Node,
-    Pki,
-    force_thaw,
-    freeze_directly,
-    is_frozen,
-    make_pki,
-    node,
-    pod_uid,
-    short_dir,
-)
 
 from elasticsan_snapshotter.domain.errors import AlreadyExists, Forbidden, InvalidRequest, NotFound
 from elasticsan_snapshotter.domain.freeze import (
@@ -39,6 +27,18 @@ from elasticsan_snapshotter.freeze import ioctl
 from elasticsan_snapshotter.freeze.journal import Journal
 from elasticsan_snapshotter.freeze.leases import LeaseBook
 from elasticsan_snapshotter.freeze.mounts import MountResolver
+from freeze_support import (
+    AgentProcess,
+    Node,
+    Pki,
+    force_thaw,
+    freeze_directly,
+    is_frozen,
+    make_pki,
+    node,
+    pod_uid,
+    short_dir,
+)
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from pathlib import Path
 from subprocess import PIPE
 
 import pytest
-from freeze_support import AgentProcess, Node, Writer, is_frozen, last_record, make_pki, node, pod_uid
 
 from elasticsan_snapshotter.domain.freeze import (
     CRASH_CONSISTENT_PER_VOLUME,
@@ -30,6 +29,7 @@ from elasticsan_snapshotter.domain.freeze import (
 )
 from elasticsan_snapshotter.freeze.client import AgentClient, connect
 from elasticsan_snapshotter.freeze_window import FreezeCoordinator, WindowResult
+from freeze_support import AgentProcess, Node, Writer, is_frozen, last_record, make_pki, node, pod_uid
 
 ROUNDS = 20
 
