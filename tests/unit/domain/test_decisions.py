@@ -85,7 +85,7 @@ def test_regions_compare_like_azure_spells_them(a: str, b: str, same: bool) -> N
     assert d.same_region(a, b) is same
 
 
-# --- restore: volume modes (sizes, regions and sources: test_provisioning.py) ----------------
+# --- restore: volume modes (sizes, regions and sources: test_provisioning_rules.py) ----------------
 
 
 def test_the_same_volume_mode_is_accepted() -> None:

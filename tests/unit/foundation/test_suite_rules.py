@@ -1,5 +1,5 @@
 """The suite's own rules, checked by running pytest with the project's configuration on small test files:
-a misspelt marker is an error, a warning fails its test, and a missing capability skips (fails under CI=true)."""
+a misspelt marker is an error, a warning fails its test, a missing capability skips (fails under CI=true), and no two test modules share a basename."""
 
 from __future__ import annotations
 
@@ -62,3 +62,11 @@ def test_a_missing_capability_fails_under_ci(tmp_path: Path) -> None:
     out = run_samples(tmp_path, CI="true")
     assert "FAILED test_rules.py::test_needs_something - Failed: no such device (CI=true" in out
     assert "SKIPPED" not in out
+
+
+def test_every_test_module_has_a_basename_of_its_own() -> None:
+    # The test folders are not packages: two modules with one basename stop the whole suite's collection.
+    seen: dict[str, list[str]] = {}
+    for path in sorted((REPO_ROOT / "tests").rglob("test_*.py")):
+        seen.setdefault(path.name, []).append(str(path.relative_to(REPO_ROOT)))
+    assert {name: paths for name, paths in seen.items() if len(paths) > 1} == {}
