@@ -15,7 +15,7 @@ import json
 import ssl
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -195,7 +195,7 @@ class KubeApi:
 
     async def watch(
         self, resource: Resource, resource_version: str, namespace: str = "", *, initial_events: bool = False
-    ) -> AsyncIterator[tuple[str, Body]]:
+    ) -> AsyncGenerator[tuple[str, Body], None]:
         """Watch events (type, object) from ``resource_version`` until the server ends the watch.
 
         ``initial_events``: a streaming list (``sendInitialEvents``): every current object as

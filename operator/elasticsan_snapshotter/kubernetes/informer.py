@@ -22,6 +22,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 
 from elasticsan_snapshotter.domain.errors import InvalidRequest, SnapshotterError
 from elasticsan_snapshotter.kubernetes.api import Body, KubeApi, WatchExpired
@@ -109,18 +110,20 @@ class Informer:
         seen: set[str] = set()
         version = ""
         synced = False
-        async for event_type, body in self.api.watch(self.resource, "", self.namespace, initial_events=True):
-            meta = body.get("metadata") or {}
-            version = meta.get("resourceVersion") or version
-            if event_type == "BOOKMARK":
-                if not synced and (meta.get("annotations") or {}).get(INITIAL_EVENTS_END) == "true":
-                    synced = True
-                    await self._vanished(seen)
-                    self.synced.set()
-                continue
-            if not synced:
-                seen.add(_key(body))
-            await self._emit(None if not synced else event_type, body)
+        # Closed at once when the caller is cancelled between events, so its connection is released.
+        async with aclosing(self.api.watch(self.resource, "", self.namespace, initial_events=True)) as events:
+            async for event_type, body in events:
+                meta = body.get("metadata") or {}
+                version = meta.get("resourceVersion") or version
+                if event_type == "BOOKMARK":
+                    if not synced and (meta.get("annotations") or {}).get(INITIAL_EVENTS_END) == "true":
+                        synced = True
+                        await self._vanished(seen)
+                        self.synced.set()
+                    continue
+                if not synced:
+                    seen.add(_key(body))
+                await self._emit(None if not synced else event_type, body)
         return version if synced else None
 
     async def _vanished(self, seen: set[str]) -> None:
@@ -142,11 +145,12 @@ class Informer:
                     continue
                 if version is None:
                     version = await self._list()
-                async for event_type, body in self.api.watch(self.resource, version, self.namespace):
-                    failures = 0
-                    version = (body.get("metadata") or {}).get("resourceVersion") or version
-                    if event_type != "BOOKMARK":
-                        await self._emit(event_type, body)
+                async with aclosing(self.api.watch(self.resource, version, self.namespace)) as events:
+                    async for event_type, body in events:
+                        failures = 0
+                        version = (body.get("metadata") or {}).get("resourceVersion") or version
+                        if event_type != "BOOKMARK":
+                            await self._emit(event_type, body)
             except WatchExpired:
                 version = None  # too old to resume: list again
             except (SnapshotterError, OSError, TimeoutError) as exc:

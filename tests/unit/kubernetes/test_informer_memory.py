@@ -155,3 +155,44 @@ def test_watch_events_share_their_key_strings() -> None:
     assert keys[0] is keys[1]
     spec_keys = [next(iter(event["object"]["spec"])) for event in (first, second)]
     assert spec_keys[0] is spec_keys[1]
+
+
+class OneEventApi:
+    """A watch that sends one object and then waits; it notes when its stream is closed."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    async def watch(
+        self, resource: Resource, resource_version: str, namespace: str = "", *, initial_events: bool = False
+    ) -> AsyncIterator[tuple[str, Body]]:
+        try:
+            yield "ADDED", {"metadata": {"name": "c1", "uid": "u1", "resourceVersion": "5"}}
+            await asyncio.Event().wait()
+        finally:
+            self.closed = True
+
+
+@pytest.mark.parametrize("streaming", [True, False], ids=["streaming", "watch"])
+async def test_a_stopped_informer_closes_its_watch_at_once(streaming: bool) -> None:
+    # A watch left open until garbage collection keeps its connection (an unclosed transport).
+    api = OneEventApi()
+    handled = asyncio.Event()
+
+    async def handler(_type: str | None, _body: Body) -> None:
+        handled.set()
+        await asyncio.Event().wait()  # the informer is stopped while it handles this event
+
+    informer = Informer(cast(KubeApi, api), VOLUME_SNAPSHOT_CONTENT, handler)
+    informer.streaming = streaming
+    if not streaming:
+        informer._list = _no_list  # type: ignore[method-assign]
+    task = asyncio.create_task(informer.run())
+    await asyncio.wait_for(handled.wait(), 5)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert api.closed
+
+
+async def _no_list() -> str:
+    return "1"
