@@ -102,16 +102,24 @@ def driver_calls(events: Iterable[AuditEvent], arm: str, start: float, end: floa
 def content_stages(
     events: Iterable[AuditEvent], arm: str, contents: dict[str, float]
 ) -> dict[str, list[float]]:
-    """Per content (name -> time its VolumeSnapshot was created): when it was made, picked up, ready."""
+    """Per content (name -> time its VolumeSnapshot was created): when it was made, picked up, ready.
+
+    A content is made by snapshot-controller or, in the operator arm, by the driver itself; the
+    driver's first write is its first one after that create.
+    """
     actors = DRIVER_ACTORS[arm]
     created: dict[str, float] = {}
+    made_by_driver: set[str] = set()
     picked: dict[str, float] = {}
     status: dict[str, float] = {}
     for event in events:
         if event.resource != "volumesnapshotcontents" or event.name not in contents:
             continue
-        if event.verb == "create" and event.actor == "snapshot-controller":
-            created.setdefault(event.name, event.time)
+        if event.verb == "create":
+            if 200 <= event.code < 300:
+                created.setdefault(event.name, event.time)
+                if event.actor in actors:
+                    made_by_driver.add(event.name)
         elif event.actor in actors and event.verb in WRITE_VERBS:
             picked[event.name] = min(picked.get(event.name, event.time), event.time)
             if event.subresource == "status":
@@ -120,6 +128,7 @@ def content_stages(
         "content_created_s": [created[n] - contents[n] for n in created],
         "driver_pickup_s": [picked[n] - created[n] for n in picked if n in created],
         "status_written_s": [status[n] - picked[n] for n in status if n in picked],
+        "made_by_driver": [float(n in made_by_driver) for n in created],
     }
 
 

@@ -61,6 +61,13 @@ class Settings:
     namespaces: tuple[str, ...] = field(
         default=(), metadata={"env": "ESS_NAMESPACES", "help": "comma-separated; empty means cluster-wide"}
     )
+    create_contents: bool = field(
+        default=True,
+        metadata={
+            "env": "ESS_CREATE_CONTENTS",
+            "help": "create a dynamic VolumeSnapshot's content ahead of snapshot-controller; off: wait for it",
+        },
+    )
     export_resource_group: str = field(
         default="", metadata={"env": "ESS_EXPORT_RESOURCE_GROUP", "help": "default resource group of exports"}
     )

@@ -14,6 +14,8 @@ straight to the same handlers; Kopf watches the rest.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -29,6 +31,7 @@ from elasticsan_snapshotter.domain.limits import VolumeLimits
 from elasticsan_snapshotter.domain.mapping import SanIndex
 from elasticsan_snapshotter.domain.ports import AzurePort, check_access
 from elasticsan_snapshotter.kubernetes.api import Body, KubeApi
+from elasticsan_snapshotter.kubernetes.content_making import content_name, is_made, snapshot_key
 from elasticsan_snapshotter.kubernetes.events import EventRecorder
 from elasticsan_snapshotter.kubernetes.export_guard import ExportGuard
 from elasticsan_snapshotter.kubernetes.exporter import ExportReconciler
@@ -106,6 +109,7 @@ class Runtime:
     schedule_reconciler: ScheduleReconciler | None = None
     freeze_window: FreezeWindowPort | None = None
     freeze_agent_namespace: str = "default"
+    _sweep: asyncio.Task[None] | None = None
 
     def build(self) -> None:
         self.volumes = PersistentVolumes(self.api)
@@ -116,6 +120,16 @@ class Runtime:
             "azure": self.azure,
             "recorder": self.recorder,
         }
+        made: set[str] = set()
+        self.snapshot_watcher = SnapshotWatcher(
+            **common,
+            index=self.index,
+            snapshot_classes=self.snapshot_classes,
+            storage_classes=self.storage_classes,
+            volumes=self.volumes,
+            contents=self.contents if self.settings.create_contents else None,
+            made=made,
+        )
         self.content_reconciler = ContentReconciler(
             **common,
             index=self.index,
@@ -124,13 +138,8 @@ class Runtime:
             exports=self.exports,
             snapshot_classes=self.snapshot_classes,
             group_driver_name=self.settings.group_driver_name,
-        )
-        self.snapshot_watcher = SnapshotWatcher(
-            **common,
-            index=self.index,
-            snapshot_classes=self.snapshot_classes,
-            storage_classes=self.storage_classes,
-            volumes=self.volumes,
+            snapshots=self.snapshot_watcher.snapshots,
+            made=made,
         )
         self.claim_reconciler = ClaimReconciler(
             **common,
@@ -191,7 +200,9 @@ class Runtime:
         concurrency = self.settings.max_concurrency
         self.queues = {
             "contents": WorkQueue("contents", self.content_reconciler.reconcile, workers=concurrency),
-            "snapshots": WorkQueue("snapshots", self.snapshot_watcher.reconcile, workers=2, max_delay=60.0),
+            "snapshots": WorkQueue(
+                "snapshots", self.snapshot_watcher.reconcile, workers=concurrency, max_delay=60.0
+            ),
             "claims": WorkQueue("claims", self.claim_reconciler.reconcile, workers=concurrency),
             "volumes": WorkQueue("volumes", self.volume_releaser.reconcile, workers=2),
             "exports": WorkQueue("exports", self.export_reconciler.reconcile, workers=concurrency),
@@ -261,6 +272,10 @@ class Runtime:
         key = self.snapshot_watcher.snapshots.apply(event_type, body)
         if event_type == "DELETED":
             self.queues["snapshots"].forget(key)
+            # A content made for it that snapshot-controller never bound is released by us.
+            made = self.contents.get(content_name(str(body["metadata"].get("uid"))))
+            if made is not None and is_made(made):
+                self.queues["contents"].add(made["metadata"]["name"])
         else:
             self.queues["snapshots"].add(key)
 
@@ -290,6 +305,26 @@ class Runtime:
         self.leading = True
         for queue in self.queues.values():
             queue.start()
+        self._sweep = asyncio.create_task(self.look_at_made_contents(), name="made-contents")
+
+    async def look_at_made_contents(self) -> None:
+        """Once both watches are current: queue made contents whose VolumeSnapshot is not seen.
+
+        A VolumeSnapshot deleted while no replica watched leaves no DELETED event behind; the
+        content reconciler asks the API before it releases anything.
+        """
+        watched = {VOLUME_SNAPSHOT_CONTENT.plural, VOLUME_SNAPSHOT.plural}
+        for informer in self.informers:
+            if informer.resource.plural in watched:
+                await informer.synced.wait()
+        assert self.snapshot_watcher is not None
+        for body in self.contents:
+            if not is_made(body) or (body.get("metadata") or {}).get("deletionTimestamp"):
+                continue
+            held = self.snapshot_watcher.snapshots.get(snapshot_key(body))
+            ref_uid = ((body.get("spec") or {}).get("volumeSnapshotRef") or {}).get("uid")
+            if held is None or held["metadata"].get("uid") != ref_uid:
+                self.queues["contents"].add(body["metadata"]["name"])
 
     def wake_schedules(self, keys: list[str | None]) -> None:
         """Objects a schedule made (or may select) changed: look at those schedules again."""
@@ -306,6 +341,10 @@ class Runtime:
         return ages
 
     async def close(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweep
         for informer in self.informers:
             await informer.stop()
         for queue in self.queues.values():

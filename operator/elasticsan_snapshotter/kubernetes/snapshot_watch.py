@@ -1,8 +1,9 @@
-"""VolumeSnapshots of our driver: explain early why a snapshot cannot start.
+"""VolumeSnapshots of our driver: explain early why a snapshot cannot start, or start it.
 
 snapshot-controller waits silently in several situations that users then
 read as "stuck". Each of them gets one Warning Event on the VolumeSnapshot
-that says what is wrong and what to do.
+that says what is wrong and what to do. A snapshot that can start gets its
+VolumeSnapshotContent made at once (content_making.py), unless that is turned off.
 
 Claims, classes and volumes come from watch-fed stores, so a VolumeSnapshot
 event costs no API read; the API is asked only about what no watch has shown yet.
@@ -12,12 +13,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from elasticsan_snapshotter.domain.errors import SnapshotterError
+from elasticsan_snapshotter.domain.errors import AlreadyExists, SnapshotterError
 from elasticsan_snapshotter.domain.mapping import SanIndex, volume_of
 from elasticsan_snapshotter.kubernetes.api import Body
+from elasticsan_snapshotter.kubernetes.content_making import content_name, dynamic_content
 from elasticsan_snapshotter.kubernetes.events import WARNING
 from elasticsan_snapshotter.kubernetes.reconciler import Reconciler
-from elasticsan_snapshotter.kubernetes.resources import ISCSI_DRIVER, PERSISTENT_VOLUME_CLAIM, STORAGE_CLASS
+from elasticsan_snapshotter.kubernetes.resources import (
+    ISCSI_DRIVER,
+    PERSISTENT_VOLUME_CLAIM,
+    STORAGE_CLASS,
+    VOLUME_SNAPSHOT_CONTENT,
+)
 from elasticsan_snapshotter.kubernetes.stores import PersistentVolumes, Store
 from elasticsan_snapshotter.kubernetes.workqueue import Outcome, Requeue
 
@@ -32,11 +39,15 @@ def _slim_snapshot(body: Body) -> Body:
         "kind": body.get("kind"),
         "metadata": {
             k: meta[k]
-            for k in ("name", "namespace", "uid", "resourceVersion", "ownerReferences")
+            for k in ("name", "namespace", "uid", "resourceVersion", "ownerReferences", "deletionTimestamp")
             if k in meta
         },
         "spec": body.get("spec") or {},
-        "status": {k: v for k, v in (body.get("status") or {}).items() if k in ("readyToUse",)},
+        "status": {
+            k: v
+            for k, v in (body.get("status") or {}).items()
+            if k in ("readyToUse", "boundVolumeSnapshotContentName")
+        },
     }
 
 
@@ -44,7 +55,11 @@ def _slim_claim(body: Body) -> Body:
     meta = body.get("metadata") or {}
     spec = body.get("spec") or {}
     return {
-        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion") if k in meta},
+        "metadata": {
+            k: meta[k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "deletionTimestamp")
+            if k in meta
+        },
         "spec": {k: spec[k] for k in ("storageClassName", "volumeName") if k in spec},
         "status": {k: v for k, v in (body.get("status") or {}).items() if k == "phase"},
     }
@@ -65,6 +80,10 @@ class SnapshotWatcher(Reconciler):
     snapshots: Store = field(init=False, default_factory=lambda: Store(_slim_snapshot))
     claims: Store = field(init=False, default_factory=lambda: Store(_slim_claim))
     """Every PersistentVolumeClaim (a snapshot's source may be any claim), slimmed."""
+    contents: Store | None = None
+    """The contents of our driver; with it, a snapshot that can start gets its content made here."""
+    made: set[str] = field(default_factory=set)
+    """Contents this process made and has not yet asked Azure about: no earlier create can exist."""
 
     async def _claim(self, name: str, namespace: str) -> Body | None:
         claim = self.claims.get(f"{namespace}/{name}")
@@ -134,7 +153,28 @@ class SnapshotWatcher(Reconciler):
                 return Requeue(exc.retry_after)  # not known yet (Azure busy, index refreshing): look again
             await self.recorder.record(vs, WARNING, "SourceVolumeNotMapped", str(exc))
             return Requeue(PROBLEM_RECHECK)
+        await self._make_content(vs, snapshot_class, claim, pv)
         return None
+
+    async def _make_content(self, vs: Body, snapshot_class: Body, claim: Body, pv: Body) -> None:
+        if self.contents is None:
+            return
+        body = dynamic_content(vs, snapshot_class, claim, pv)
+        if body is None or self.contents.get(content_name(vs["metadata"]["uid"])) is not None:
+            return
+        name = body["metadata"]["name"]
+        # Before the create: its watch event may be handled before this coroutine resumes.
+        self.made.add(name)
+        try:
+            created = await self.api.create(VOLUME_SNAPSHOT_CONTENT, body)
+        except AlreadyExists:
+            # snapshot-controller made it first: its content has no annotation, an ordinary one.
+            self.made.discard(name)
+            return
+        except BaseException:
+            self.made.discard(name)
+            raise
+        self.contents.apply("ADDED", created)
 
     async def _without_class(self, vs: Body, claim: Body | None) -> Outcome:
         if claim is not None and await self._claim_is_ours(claim):

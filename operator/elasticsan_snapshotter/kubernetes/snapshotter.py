@@ -38,6 +38,7 @@ from elasticsan_snapshotter.domain.mapping import SanIndex, volume_of
 from elasticsan_snapshotter.domain.ports import SnapshotInfo
 from elasticsan_snapshotter.kubernetes import retry
 from elasticsan_snapshotter.kubernetes.api import Body
+from elasticsan_snapshotter.kubernetes.content_making import is_made, snapshot_key
 from elasticsan_snapshotter.kubernetes.content_routing import imported_snapshot
 from elasticsan_snapshotter.kubernetes.events import NORMAL, WARNING
 from elasticsan_snapshotter.kubernetes.reconciler import Reconciler
@@ -47,6 +48,7 @@ from elasticsan_snapshotter.kubernetes.resources import (
     FIN_CONTENT_BOUND,
     SNAPSHOT_EXPORT,
     SNAPSHOT_GROUP,
+    VOLUME_SNAPSHOT,
     VOLUME_SNAPSHOT_CONTENT,
 )
 from elasticsan_snapshotter.kubernetes.stores import PersistentVolumes, Store
@@ -113,6 +115,10 @@ class ContentReconciler(Reconciler):
     """VolumeSnapshotClasses: their parameters are checked before a snapshot is taken."""
     group_driver_name: str = GROUP_DRIVER_NAME
     """The PVs' CSI driver: its pre-provisioned contents of Elastic SAN snapshots are served too."""
+    snapshots: Store | None = None
+    """VolumeSnapshots (slimmed): whether the one a made content points to still exists."""
+    made: set[str] = field(default_factory=set)
+    """Contents this process made and has not yet asked Azure about (shared with the maker)."""
     _exports_listed: bool = field(default=False, init=False)
 
     def is_ours(self, body: Body) -> bool:
@@ -129,6 +135,8 @@ class ContentReconciler(Reconciler):
         try:
             if (body.get("metadata") or {}).get("deletionTimestamp"):
                 return await self._delete(body)
+            if is_made(body) and await self._snapshot_gone(body):
+                return await self._release_made(body)
             if (body["spec"]["source"]).get("volumeHandle"):
                 return await self._create(body)
             return await self._import(body)
@@ -150,9 +158,14 @@ class ContentReconciler(Reconciler):
         volume = await self._source_volume(body["spec"]["source"]["volumeHandle"])
         snapshot = volume.volume_group.snapshot(names.snapshot_name(uid))
         # Without the annotation and a handle, no earlier attempt can have sent the create (the
-        # annotation goes on before every Azure call), so the lookup by name is skipped.
+        # annotation goes on before every Azure call), so the lookup by name is skipped; nor for
+        # a content this process made and has not asked Azure about yet.
+        name = body["metadata"]["name"]
         annotations = (body.get("metadata") or {}).get("annotations") or {}
-        fresh = ANN_BEING_CREATED not in annotations and not (body.get("status") or {}).get("snapshotHandle")
+        fresh = name in self.made or (
+            ANN_BEING_CREATED not in annotations and not (body.get("status") or {}).get("snapshotHandle")
+        )
+        self.made.discard(name)
         # Set once per create attempt and kept while Azure is still creating: re-polls of an
         # unready snapshot write nothing, and never reopen the window between set and removal.
         await self._set_being_created(body, True)
@@ -206,6 +219,45 @@ class ContentReconciler(Reconciler):
                 )
             return volume
         return await volume_of(pv, index=self.index, default_subscription=self.subscription)
+
+    # -- contents the operator made ------------------------------------------------
+
+    async def _snapshot_gone(self, body: Body) -> bool:
+        """Whether the VolumeSnapshot a made content points to no longer exists (asked of the API)."""
+        if self.snapshots is None:
+            return False
+        ref = body["spec"].get("volumeSnapshotRef") or {}
+        held = self.snapshots.get(snapshot_key(body))
+        if held is not None and held["metadata"].get("uid") == ref.get("uid"):
+            return False
+        current = await self.api.get(VOLUME_SNAPSHOT, str(ref.get("name")), str(ref.get("namespace")))
+        return current is None or current["metadata"].get("uid") != ref.get("uid")
+
+    async def _release_made(self, body: Body) -> Outcome:
+        """A made content whose VolumeSnapshot went before snapshot-controller bound it.
+
+        snapshot-controller never deletes a content whose VolumeSnapshot is gone, so with
+        ``deletionPolicy: Delete`` the operator does what it would have done: mark the content
+        being deleted and delete it; the deletion path then deletes the Azure snapshot. With
+        Retain the content stays, as a bound one would.
+        """
+        if body["spec"].get("deletionPolicy") != "Delete":
+            return None
+        name = body["metadata"]["name"]
+        if ANN_BEING_DELETED not in ((body.get("metadata") or {}).get("annotations") or {}):
+            updated = await self.api.patch(
+                VOLUME_SNAPSHOT_CONTENT, name, {"metadata": {"annotations": {ANN_BEING_DELETED: "yes"}}}
+            )
+            self._remember(updated)
+        await self.recorder.record(
+            body,
+            NORMAL,
+            "ContentReleased",
+            f"VolumeSnapshot {snapshot_key(body)} was deleted before snapshot-controller bound this "
+            "content; deleting it and its Elastic SAN snapshot, as deletionPolicy Delete says",
+        )
+        await self.api.delete(VOLUME_SNAPSHOT_CONTENT, name, uid=body["metadata"].get("uid"))
+        return None
 
     # -- pre-provisioned contents --------------------------------------------------
 
