@@ -236,19 +236,20 @@ class ContentReconciler(Reconciler):
     async def _release_made(self, body: Body) -> Outcome:
         """A made content whose VolumeSnapshot went before snapshot-controller bound it.
 
-        snapshot-controller never deletes a content whose VolumeSnapshot is gone, so with
-        ``deletionPolicy: Delete`` the operator does what it would have done: mark the content
-        being deleted and delete it; the deletion path then deletes the Azure snapshot. With
-        Retain the content stays, as a bound one would.
+        snapshot-controller never deletes a content whose VolumeSnapshot is gone, so the
+        operator does what it would have done for a bound one: mark the content being deleted,
+        whatever the policy, and with ``deletionPolicy: Delete`` delete it; the deletion path
+        then deletes the Azure snapshot. With Retain the content stays, and deleting it later
+        leaves Azure alone.
         """
-        if body["spec"].get("deletionPolicy") != "Delete":
-            return None
         name = body["metadata"]["name"]
         if ANN_BEING_DELETED not in ((body.get("metadata") or {}).get("annotations") or {}):
             updated = await self.api.patch(
                 VOLUME_SNAPSHOT_CONTENT, name, {"metadata": {"annotations": {ANN_BEING_DELETED: "yes"}}}
             )
             self._remember(updated)
+        if body["spec"].get("deletionPolicy") != "Delete":
+            return None
         await self.recorder.record(
             body,
             NORMAL,

@@ -25,7 +25,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -190,6 +190,21 @@ class LocalCluster:
         except BaseException:
             self.stop()
             raise
+
+    @contextlib.contextmanager
+    def paused(self, name: str) -> Iterator[None]:
+        """Stop one component with SIGSTOP (a controller that falls behind) and go on on leaving.
+
+        It goes on (SIGCONT) also when the block fails, so later tests meet a working cluster.
+        """
+        component = next((c for c in self.components if c.name == name), None)
+        if component is None or component.proc is None:
+            raise ClusterError(f"no running component named {name}")
+        component.proc.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            component.proc.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         for component in reversed(self.components):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any, cast
 
 import pytest
@@ -270,7 +271,16 @@ async def test_a_made_content_whose_snapshot_is_gone_stays_with_policy_retain() 
     parts.watcher.snapshots.apply("DELETED", _snapshot())
     await parts.reconcile_content()
     assert parts.api.deleted == []
-    assert parts.content() is not None
+    content = parts.content()
+    assert content is not None
+    # Marked as snapshot-controller marks a bound one, so deleting it later is not held up.
+    assert ANN_BEING_DELETED in content["metadata"]["annotations"]
+    deleting = copy.deepcopy(content)
+    deleting["metadata"]["deletionTimestamp"] = "2026-12-01T00:00:00Z"
+    parts.api.put(VOLUME_SNAPSHOT_CONTENT, deleting)
+    await parts.reconcile_content()
+    assert FIN_CONTENT_BOUND not in content["metadata"]["finalizers"]
+    assert len(await parts.azure.list_snapshots(VOLUME.volume_group)) == 1  # Retain: Azure untouched
 
 
 async def test_a_made_content_is_not_released_while_its_snapshot_exists_though_unseen() -> None:
@@ -332,3 +342,14 @@ async def test_at_start_made_contents_whose_snapshot_is_not_seen_are_queued() ->
         informer.synced.set()
     await runtime.look_at_made_contents()
     assert runtime.queues["contents"].pending == 1  # only the one whose VolumeSnapshot is not seen
+
+
+def test_the_setting_turns_making_off() -> None:
+    operator = Operator(FakeKube(), seeded_azure())
+    assert operator.runtime.snapshot_watcher is not None
+    assert operator.runtime.snapshot_watcher.contents is operator.runtime.contents
+    runtime = operator.runtime
+    runtime.settings = dataclasses.replace(runtime.settings, create_contents=False)
+    runtime.build()
+    assert runtime.snapshot_watcher is not None
+    assert runtime.snapshot_watcher.contents is None
