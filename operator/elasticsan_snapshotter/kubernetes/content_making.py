@@ -11,8 +11,10 @@ the "CreatingSnapshot" Event and one status update (``syncUnreadySnapshot``). A 
 ours answers AlreadyExists, which it treats as its own success.
 
 So, for a VolumeSnapshot of our class that snapshot-controller has not bound yet, the operator
-writes the body snapshot-controller would write, plus what the next steps add anyway: the bound
-finalizer, and the being-created annotation that the snapshot path sets before its Azure create.
+writes the body snapshot-controller would write, plus the bound finalizer that it would add next.
+It carries no being-created annotation: a made content is itself the mark that a create may be in
+flight until its status says ready or failed (``snapshotter.create_in_flight``), so the snapshot
+costs two writes, the create and the status.
 It makes no content where snapshot-controller would add more than this: a class with snapshotter
 secrets (deletion-secret annotations), a claim being deleted, a PV not bound to the claim.
 
@@ -28,7 +30,6 @@ from typing import Any
 
 from elasticsan_snapshotter.kubernetes.api import Body
 from elasticsan_snapshotter.kubernetes.resources import (
-    ANN_BEING_CREATED,
     ANN_CONTENT_MADE,
     FIN_CONTENT_BOUND,
     SNAPSHOT_GROUP,
@@ -106,7 +107,7 @@ def dynamic_content(snapshot: Body, snapshot_class: Mapping[str, Any], claim: Bo
         "metadata": {
             "name": content_name(meta["uid"]),
             "finalizers": [FIN_CONTENT_BOUND],
-            "annotations": {ANN_BEING_CREATED: "yes", ANN_CONTENT_MADE: "yes"},
+            "annotations": {ANN_CONTENT_MADE: "yes"},
         },
         "spec": spec,
     }

@@ -8,7 +8,8 @@ subresource; ``snapshotHandle``, ``creationTime`` (Unix ns) and
 ``restoreSize`` (bytes) are written once; ``readyToUse`` follows Azure;
 ``error`` is written only for final errors (Velero fails a backup on any
 content error) and cleared when ready; the ``volumesnapshot-being-created``
-annotation surrounds the Azure create; deletion happens only when
+annotation surrounds the Azure create (a content the operator made needs none,
+see ``create_in_flight``); deletion happens only when
 snapshot-controller marked the content ``volumesnapshot-being-deleted`` (or
 it is pre-provisioned and unbound), Azure is touched only for
 ``deletionPolicy: Delete``, a missing snapshot counts as deleted, and the
@@ -80,6 +81,23 @@ def _finished(info: SnapshotInfo) -> bool:
 def _is_ready(body: Body) -> bool:
     status = body.get("status") or {}
     return bool(status.get("readyToUse") and status.get("snapshotHandle"))
+
+
+def create_in_flight(content: Body) -> bool:
+    """Whether an Azure create may be running for this content, so deleting it must wait.
+
+    The being-created annotation says so for the contents snapshot-controller made. A content
+    the operator made says so by itself: from its creation, which comes before any Azure call,
+    until its status says ready or failed (the same moments the annotation would span), so it
+    needs no annotation writes.
+    """
+    meta = content.get("metadata") or {}
+    if ANN_BEING_CREATED in (meta.get("annotations") or {}):
+        return True
+    if not is_made(content):
+        return False
+    status = content.get("status") or {}
+    return not status.get("readyToUse") and not status.get("error")
 
 
 def has_work(content: Body) -> bool:
@@ -158,17 +176,21 @@ class ContentReconciler(Reconciler):
         volume = await self._source_volume(body["spec"]["source"]["volumeHandle"])
         snapshot = volume.volume_group.snapshot(names.snapshot_name(uid))
         # Without the annotation and a handle, no earlier attempt can have sent the create (the
-        # annotation goes on before every Azure call), so the lookup by name is skipped; nor for
-        # a content this process made and has not asked Azure about yet.
+        # annotation goes on before every Azure call), so the lookup by name is skipped; for a
+        # content the operator made, only while this process, which made it, has not asked yet.
         name = body["metadata"]["name"]
+        made = is_made(body)
         annotations = (body.get("metadata") or {}).get("annotations") or {}
         fresh = name in self.made or (
-            ANN_BEING_CREATED not in annotations and not (body.get("status") or {}).get("snapshotHandle")
+            not made
+            and ANN_BEING_CREATED not in annotations
+            and not (body.get("status") or {}).get("snapshotHandle")
         )
         self.made.discard(name)
-        # Set once per create attempt and kept while Azure is still creating: re-polls of an
-        # unready snapshot write nothing, and never reopen the window between set and removal.
-        await self._set_being_created(body, True)
+        if not made:
+            # Set once per create attempt and kept while Azure is still creating: re-polls of an
+            # unready snapshot write nothing, and never reopen the window between set and removal.
+            await self._set_being_created(body, True)
         started = time.monotonic()
         info = await self.azure.create_snapshot(snapshot, volume, fresh=fresh)
         ready = decisions.snapshot_ready(info)
@@ -290,17 +312,18 @@ class ContentReconciler(Reconciler):
 
     # -- deletion ----------------------------------------------------------------
 
-    async def _delete(self, body: Body) -> Outcome:
+    async def _delete(self, body: Body, *, settled: bool = False) -> Outcome:
         meta = body["metadata"]
         annotations = meta.get("annotations") or {}
         spec = body["spec"]
         bound = bool((spec.get("volumeSnapshotRef") or {}).get("uid"))
         pre_provisioned = bool(spec["source"].get("snapshotHandle"))
+        in_flight = not settled and create_in_flight(body)
         should_delete = (pre_provisioned and not bound) or (
-            ANN_BEING_DELETED in annotations and ANN_BEING_CREATED not in annotations
+            ANN_BEING_DELETED in annotations and not in_flight
         )
         if not should_delete:
-            if FIN_CONTENT_BOUND in (meta.get("finalizers") or []) and ANN_BEING_CREATED in annotations:
+            if FIN_CONTENT_BOUND in (meta.get("finalizers") or []) and in_flight:
                 return await self._settle_create(body)
             return None
         if spec.get("deletionPolicy") == "Delete":
@@ -326,7 +349,8 @@ class ContentReconciler(Reconciler):
 
         Only a snapshot Azure is still creating makes deletion wait (deleting it then could
         leave it behind); a finished one is deleted next, and a create that never reached
-        Azure is abandoned. Either way the annotation comes off, so deletion proceeds.
+        Azure is abandoned. Either way the annotation comes off (a content the operator made has
+        none), so deletion proceeds.
         """
         if not _is_ready(body):
             target = await self._snapshot_to_delete(body)
@@ -338,7 +362,7 @@ class ContentReconciler(Reconciler):
                 if info is not None and not _finished(info):
                     return Requeue()
         await self._set_being_created(body, False)
-        return await self._delete(body)
+        return await self._delete(body, settled=True)
 
     async def _exports_reading(self, target: SnapshotId | DiskSnapshotId) -> list[str]:
         """Unfinished exports copying from ``target``: deleting it now would break their copy."""

@@ -8,11 +8,20 @@ from typing import Any, cast
 
 import pytest
 from fake_kube import FakeKube
-from harness import GROUP, SUBSCRIPTION, Operator, seeded_azure
+from harness import (
+    GROUP,
+    SUBSCRIPTION,
+    Operator,
+    delete_snapshot_as_snapshot_controller,
+    seeded_azure,
+    volume_snapshot,
+)
+from harness import dynamic_content as harness_content
 from kube_recorder import RecordingApi, reconciler_parts
 
 from elasticsan_snapshotter import DRIVER_NAME
 from elasticsan_snapshotter.azure.fake import InMemoryAzure
+from elasticsan_snapshotter.domain import names
 from elasticsan_snapshotter.domain.identity import ElasticSanId, SnapshotId, VolumeId
 from elasticsan_snapshotter.domain.ports import SnapshotInfo
 from elasticsan_snapshotter.kubernetes.api import Body, KubeApi
@@ -26,7 +35,7 @@ from elasticsan_snapshotter.kubernetes.resources import (
     VOLUME_SNAPSHOT_CONTENT,
 )
 from elasticsan_snapshotter.kubernetes.snapshot_watch import SnapshotWatcher
-from elasticsan_snapshotter.kubernetes.snapshotter import ContentReconciler
+from elasticsan_snapshotter.kubernetes.snapshotter import ContentReconciler, create_in_flight
 from elasticsan_snapshotter.kubernetes.stores import PersistentVolumes, Store
 
 pytestmark = pytest.mark.unit
@@ -143,7 +152,7 @@ async def test_a_snapshot_that_can_start_gets_the_content_snapshot_controller_wo
     made = parts.content()
     assert made is not None
     assert made["metadata"]["finalizers"] == [FIN_CONTENT_BOUND]
-    assert made["metadata"]["annotations"] == {ANN_BEING_CREATED: "yes", ANN_CONTENT_MADE: "yes"}
+    assert made["metadata"]["annotations"] == {ANN_CONTENT_MADE: "yes"}
     spec = made["spec"]
     assert spec["volumeSnapshotRef"] == {
         "apiVersion": "snapshot.storage.k8s.io/v1",
@@ -222,7 +231,7 @@ async def test_a_content_snapshot_controller_made_first_is_left_to_the_ordinary_
     assert [w[2] for w in parts.api.writes] == ["main", "status", "main"]
 
 
-async def test_a_made_content_is_cut_without_a_lookup_in_two_more_writes(
+async def test_a_made_content_is_cut_without_a_lookup_in_one_more_write(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     parts = Parts()
@@ -231,8 +240,9 @@ async def test_a_made_content_is_cut_without_a_lookup_in_two_more_writes(
     await parts.reconcile_content()
     assert seen == [True]  # made by this process a moment ago: no earlier create can exist
     assert parts.watcher.made == set()
-    # The create carried the annotation and the finalizer: then the status, and the annotation off.
-    assert [w[2] for w in parts.api.writes] == ["status", "main"]
+    # The create carried the finalizer, and the content itself marks the create: only the status.
+    assert [w[2] for w in parts.api.writes] == ["status"]
+    assert parts.api.count("create", VOLUME_SNAPSHOT_CONTENT.plural) == 1
     content = parts.content()
     assert content is not None
     assert content["status"]["readyToUse"] is True
@@ -353,3 +363,86 @@ def test_the_setting_turns_making_off() -> None:
     runtime.build()
     assert runtime.snapshot_watcher is not None
     assert runtime.snapshot_watcher.contents is None
+
+
+# -- a made content marks its own create: the being-created rules, without the annotation ------
+
+
+def _made_in_harness(kube: FakeKube, name: str = "snap") -> tuple[Body, str]:
+    vs = volume_snapshot(kube, name)
+    content = harness_content(kube, vs, HARNESS_VOLUME, annotations={ANN_CONTENT_MADE: "yes"})
+    return vs, content["metadata"]["name"]
+
+
+async def test_a_made_content_is_looked_up_by_name_after_a_restart(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Another process made it and may have sent the create before it died.
+    kube, azure = FakeKube(), seeded_azure()
+    seen = recording_fresh(azure, monkeypatch)
+    _, name = _made_in_harness(kube)
+    await Operator(kube, azure).settle()
+    assert seen == [False]
+    body = kube.get_object(VOLUME_SNAPSHOT_CONTENT, name)
+    assert body is not None
+    assert body["status"]["readyToUse"] is True
+    assert ANN_BEING_CREATED not in (body["metadata"].get("annotations") or {})
+
+
+async def test_polls_of_an_unready_made_snapshot_write_no_annotation() -> None:
+    kube, azure = FakeKube(), seeded_azure()
+    vs, name = _made_in_harness(kube)
+    snapshot = GROUP.snapshot(names.snapshot_name(vs["metadata"]["uid"]))
+    azure.add_snapshot(snapshot, HARNESS_VOLUME, provisioning_state="Creating")
+    operator = Operator(kube, azure)
+    for _ in range(3):
+        operator.deliver_all()
+        assert await operator.reconcile("contents", name) is not None
+    azure.set_snapshot_state(snapshot, "Succeeded")
+    await operator.settle()
+    content_patches = [
+        r for r in kube.requests if r.method == "PATCH" and r.plural == VOLUME_SNAPSHOT_CONTENT.plural
+    ]
+    assert [r.subresource for r in content_patches] == ["status", "status"]  # not ready, then ready
+
+
+@pytest.mark.parametrize("create_reached_azure", [True, False])
+async def test_a_made_content_deleted_while_its_create_was_in_flight_and_the_operator_down(
+    create_reached_azure: bool,
+) -> None:
+    kube, azure = FakeKube(), seeded_azure()
+    vs, name = _made_in_harness(kube)
+    if create_reached_azure:
+        await azure.create_snapshot(
+            GROUP.snapshot(names.snapshot_name(vs["metadata"]["uid"])), HARNESS_VOLUME
+        )
+    delete_snapshot_as_snapshot_controller(kube, name)
+    await Operator(kube, azure).settle()
+    assert kube.get_object(VOLUME_SNAPSHOT_CONTENT, name) is None
+    assert await azure.list_snapshots(GROUP) == []
+
+
+async def test_a_deleted_made_content_waits_while_its_azure_create_is_still_running() -> None:
+    kube, azure = FakeKube(), seeded_azure()
+    vs, name = _made_in_harness(kube)
+    snapshot = GROUP.snapshot(names.snapshot_name(vs["metadata"]["uid"]))
+    azure.add_snapshot(snapshot, HARNESS_VOLUME, provisioning_state="Creating")
+    delete_snapshot_as_snapshot_controller(kube, name)
+    operator = Operator(kube, azure)
+    await operator.settle(rounds=3)
+    assert kube.get_object(VOLUME_SNAPSHOT_CONTENT, name) is not None  # deleting it now would leak it
+    assert azure.call_count("delete_snapshot") == 0
+    azure.set_snapshot_state(snapshot, "Succeeded")
+    await operator.settle()
+    assert kube.get_object(VOLUME_SNAPSHOT_CONTENT, name) is None
+    assert await azure.list_snapshots(GROUP) == []
+
+
+def test_create_in_flight_is_the_annotation_or_a_made_content_not_yet_settled() -> None:
+    plain: Body = {"metadata": {"name": "c"}, "spec": {"source": {"volumeHandle": "v"}}}
+    annotated: Body = {**plain, "metadata": {"name": "c", "annotations": {ANN_BEING_CREATED: "yes"}}}
+    made: Body = {**plain, "metadata": {"name": "c", "annotations": {ANN_CONTENT_MADE: "yes"}}}
+    assert not create_in_flight(plain)
+    assert create_in_flight(annotated)
+    assert create_in_flight(made)
+    assert create_in_flight({**made, "status": {"readyToUse": False}})
+    assert not create_in_flight({**made, "status": {"readyToUse": True}})
+    assert not create_in_flight({**made, "status": {"readyToUse": False, "error": {"message": "x"}}})
