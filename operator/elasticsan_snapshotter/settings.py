@@ -62,10 +62,10 @@ class Settings:
         default=(), metadata={"env": "ESS_NAMESPACES", "help": "comma-separated; empty means cluster-wide"}
     )
     create_contents: bool = field(
-        default=True,
+        default=False,
         metadata={
             "env": "ESS_CREATE_CONTENTS",
-            "help": "create a dynamic VolumeSnapshot's content ahead of snapshot-controller; off: wait for it",
+            "help": "create a dynamic VolumeSnapshot's content ahead of snapshot-controller (off: see docs)",
         },
     )
     export_resource_group: str = field(

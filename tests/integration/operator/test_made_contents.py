@@ -13,11 +13,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from azure.mgmt.elasticsan import ElasticSanMgmtClient
 from operator_scenario import Kube, snapshots_of, static_claim, unique_name, wait_for
 
 from elasticsan_snapshotter.local_cluster import LocalCluster
 from elasticsan_snapshotter.local_cluster.operator_process import OperatorProcess
+
+
+@pytest.fixture
+def operator(start_operator: Callable[..., OperatorProcess]) -> OperatorProcess:
+    """Making contents is off by default (see docs/architecture.md); these tests turn it on."""
+    return start_operator(ESS_CREATE_CONTENTS="true")
+
 
 MADE = "elasticsan.snapshotter.dev/made-by-driver"
 BEING_CREATED = "snapshot.storage.kubernetes.io/volumesnapshot-being-created"
