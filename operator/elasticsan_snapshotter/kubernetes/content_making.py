@@ -21,6 +21,9 @@ secrets (deletion-secret annotations), a claim being deleted, a PV not bound to 
 Made contents carry ``ANN_CONTENT_MADE``. snapshot-controller never deletes a content whose
 VolumeSnapshot is gone, so when a VolumeSnapshot is deleted before snapshot-controller has seen
 the content made for it, the operator releases that content itself (``snapshotter.py``).
+
+Off by default: snapshot-controller v8.6.0 can lose a content's updates when its own create meets
+ours (docs/architecture.md, "Contents made by the operator").
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from elasticsan_snapshotter.kubernetes.resources import (
     FIN_CONTENT_BOUND,
     SNAPSHOT_GROUP,
 )
+from elasticsan_snapshotter.kubernetes.stores import Store
 
 CONTENT_NAME_PREFIX = "snapcontent-"
 """snapshot-controller's name for a dynamic snapshot's content (utils.GetDynamicSnapshotContentNameForSnapshot)."""
@@ -53,6 +57,13 @@ def is_made(content: Body) -> bool:
 def snapshot_key(content: Body) -> str:
     ref = (content.get("spec") or {}).get("volumeSnapshotRef") or {}
     return f"{ref.get('namespace')}/{ref.get('name')}"
+
+
+def snapshot_seen(content: Body, snapshots: Store) -> bool:
+    """Whether the watch holds the VolumeSnapshot this content points to (same uid)."""
+    held = snapshots.get(snapshot_key(content))
+    ref = (content.get("spec") or {}).get("volumeSnapshotRef") or {}
+    return held is not None and held["metadata"].get("uid") == ref.get("uid")
 
 
 def _claim_matches(pv: Body, claim: Body) -> bool:

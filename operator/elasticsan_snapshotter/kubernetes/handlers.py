@@ -31,7 +31,7 @@ from elasticsan_snapshotter.domain.limits import VolumeLimits
 from elasticsan_snapshotter.domain.mapping import SanIndex
 from elasticsan_snapshotter.domain.ports import AzurePort, check_access
 from elasticsan_snapshotter.kubernetes.api import Body, KubeApi
-from elasticsan_snapshotter.kubernetes.content_making import content_name, is_made, snapshot_key
+from elasticsan_snapshotter.kubernetes.content_making import content_name, is_made, snapshot_seen
 from elasticsan_snapshotter.kubernetes.events import EventRecorder
 from elasticsan_snapshotter.kubernetes.export_guard import ExportGuard
 from elasticsan_snapshotter.kubernetes.exporter import ExportReconciler
@@ -321,9 +321,7 @@ class Runtime:
         for body in self.contents:
             if not is_made(body) or (body.get("metadata") or {}).get("deletionTimestamp"):
                 continue
-            held = self.snapshot_watcher.snapshots.get(snapshot_key(body))
-            ref_uid = ((body.get("spec") or {}).get("volumeSnapshotRef") or {}).get("uid")
-            if held is None or held["metadata"].get("uid") != ref_uid:
+            if not snapshot_seen(body, self.snapshot_watcher.snapshots):
                 self.queues["contents"].add(body["metadata"]["name"])
 
     def wake_schedules(self, keys: list[str | None]) -> None:

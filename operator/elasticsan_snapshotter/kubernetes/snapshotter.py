@@ -39,7 +39,7 @@ from elasticsan_snapshotter.domain.mapping import SanIndex, volume_of
 from elasticsan_snapshotter.domain.ports import SnapshotInfo
 from elasticsan_snapshotter.kubernetes import retry
 from elasticsan_snapshotter.kubernetes.api import Body
-from elasticsan_snapshotter.kubernetes.content_making import is_made, snapshot_key
+from elasticsan_snapshotter.kubernetes.content_making import is_made, snapshot_key, snapshot_seen
 from elasticsan_snapshotter.kubernetes.content_routing import imported_snapshot
 from elasticsan_snapshotter.kubernetes.events import NORMAL, WARNING
 from elasticsan_snapshotter.kubernetes.reconciler import Reconciler
@@ -248,10 +248,9 @@ class ContentReconciler(Reconciler):
         """Whether the VolumeSnapshot a made content points to no longer exists (asked of the API)."""
         if self.snapshots is None:
             return False
-        ref = body["spec"].get("volumeSnapshotRef") or {}
-        held = self.snapshots.get(snapshot_key(body))
-        if held is not None and held["metadata"].get("uid") == ref.get("uid"):
+        if snapshot_seen(body, self.snapshots):
             return False
+        ref = body["spec"].get("volumeSnapshotRef") or {}
         current = await self.api.get(VOLUME_SNAPSHOT, str(ref.get("name")), str(ref.get("namespace")))
         return current is None or current["metadata"].get("uid") != ref.get("uid")
 

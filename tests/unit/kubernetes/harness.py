@@ -15,12 +15,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from fake_kube import FakeKube, WatchEvent
 
 from elasticsan_snapshotter import DRIVER_NAME
 from elasticsan_snapshotter.azure.fake import InMemoryAzure
-from elasticsan_snapshotter.domain.identity import ElasticSanId, VolumeGroupId, VolumeId
+from elasticsan_snapshotter.domain.identity import ElasticSanId, SnapshotId, VolumeGroupId, VolumeId
 from elasticsan_snapshotter.domain.mapping import SanIndex
+from elasticsan_snapshotter.domain.ports import SnapshotInfo
 from elasticsan_snapshotter.kubernetes.api import Body
 from elasticsan_snapshotter.kubernetes.events import EventRecorder
 from elasticsan_snapshotter.kubernetes.handlers import Runtime
@@ -296,3 +298,16 @@ def claim(kube: FakeKube, name: str, *, storage_class_name: str = "elasticsan", 
             },
         },
     )
+
+
+def recording_fresh(azure: InMemoryAzure, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """The ``fresh`` flag of every snapshot create ``azure`` is asked for, in order."""
+    seen: list[bool] = []
+    create = azure.create_snapshot
+
+    async def create_snapshot(snapshot: SnapshotId, source: VolumeId, **kwargs: Any) -> SnapshotInfo:
+        seen.append(bool(kwargs.get("fresh")))
+        return await create(snapshot, source, **kwargs)
+
+    monkeypatch.setattr(azure, "create_snapshot", create_snapshot)
+    return seen

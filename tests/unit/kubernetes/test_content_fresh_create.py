@@ -2,35 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from fake_kube import FakeKube
-from harness import GROUP, Operator, dynamic_content, seeded_azure, volume_snapshot
+from harness import GROUP, Operator, dynamic_content, recording_fresh, seeded_azure, volume_snapshot
 
-from elasticsan_snapshotter.azure.fake import InMemoryAzure
-from elasticsan_snapshotter.domain.identity import SnapshotId, VolumeId
-from elasticsan_snapshotter.domain.ports import SnapshotInfo
 from elasticsan_snapshotter.kubernetes.resources import ANN_BEING_CREATED
 
 VOLUME = GROUP.volume("vol1")
 
 
-def recording(azure: InMemoryAzure, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    seen: list[bool] = []
-    create = azure.create_snapshot
-
-    async def create_snapshot(snapshot: SnapshotId, source: VolumeId, **kwargs: Any) -> SnapshotInfo:
-        seen.append(bool(kwargs.get("fresh")))
-        return await create(snapshot, source, **kwargs)
-
-    monkeypatch.setattr(azure, "create_snapshot", create_snapshot)
-    return seen
-
-
 async def test_a_first_attempt_is_fresh(monkeypatch: pytest.MonkeyPatch) -> None:
     kube, azure = FakeKube(), seeded_azure()
-    seen = recording(azure, monkeypatch)
+    seen = recording_fresh(azure, monkeypatch)
     dynamic_content(kube, volume_snapshot(kube, "snap"), VOLUME)
     await Operator(kube, azure).settle()
     assert seen == [True]
@@ -40,7 +23,7 @@ async def test_a_first_attempt_is_fresh(monkeypatch: pytest.MonkeyPatch) -> None
 async def test_an_attempt_after_a_crash_looks_the_name_up(monkeypatch: pytest.MonkeyPatch) -> None:
     # The annotation is on: an earlier process may have sent the PUT before it died.
     kube, azure = FakeKube(), seeded_azure()
-    seen = recording(azure, monkeypatch)
+    seen = recording_fresh(azure, monkeypatch)
     dynamic_content(kube, volume_snapshot(kube, "snap"), VOLUME, annotations={ANN_BEING_CREATED: "yes"})
     await Operator(kube, azure).settle()
     assert seen == [False]

@@ -13,6 +13,7 @@ from harness import (
     SUBSCRIPTION,
     Operator,
     delete_snapshot_as_snapshot_controller,
+    recording_fresh,
     seeded_azure,
     volume_snapshot,
 )
@@ -22,8 +23,7 @@ from kube_recorder import RecordingApi, reconciler_parts
 from elasticsan_snapshotter import DRIVER_NAME
 from elasticsan_snapshotter.azure.fake import InMemoryAzure
 from elasticsan_snapshotter.domain import names
-from elasticsan_snapshotter.domain.identity import ElasticSanId, SnapshotId, VolumeId
-from elasticsan_snapshotter.domain.ports import SnapshotInfo
+from elasticsan_snapshotter.domain.identity import ElasticSanId
 from elasticsan_snapshotter.kubernetes.api import Body, KubeApi
 from elasticsan_snapshotter.kubernetes.content_making import content_name
 from elasticsan_snapshotter.kubernetes.resources import (
@@ -132,18 +132,6 @@ class Parts:
         assert stored is not None
         self.contents.apply("MODIFIED", copy.deepcopy(stored))
         await self.reconciler.reconcile(CONTENT)
-
-
-def recording_fresh(azure: InMemoryAzure, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    seen: list[bool] = []
-    create = azure.create_snapshot
-
-    async def create_snapshot(snapshot: SnapshotId, source: VolumeId, **kwargs: Any) -> SnapshotInfo:
-        seen.append(bool(kwargs.get("fresh")))
-        return await create(snapshot, source, **kwargs)
-
-    monkeypatch.setattr(azure, "create_snapshot", create_snapshot)
-    return seen
 
 
 async def test_a_snapshot_that_can_start_gets_the_content_snapshot_controller_would_make() -> None:
