@@ -38,7 +38,14 @@ MANIFEST_NAMESPACE = "elasticsan-snapshotter"
 
 # (resource as kubectl prints it, resource names) -> verbs, for a cluster-wide install.
 NEEDED: dict[tuple[str, str], set[str]] = {
-    ("volumesnapshotcontents.snapshot.storage.k8s.io", ""): {"get", "list", "watch", "patch"},
+    ("volumesnapshotcontents.snapshot.storage.k8s.io", ""): {
+        "get",
+        "list",
+        "watch",
+        "patch",
+        "create",
+        "delete",
+    },
     ("volumesnapshotcontents.snapshot.storage.k8s.io/status", ""): {"patch"},
     ("volumesnapshotclasses.snapshot.storage.k8s.io", ""): {"list", "watch"},
     ("volumesnapshots.snapshot.storage.k8s.io", ""): {"get", "list", "watch", "patch", "create", "delete"},
