@@ -81,6 +81,12 @@ SNAPSHOTS_DELETED = Counter(
     namespace=NAMESPACE,
     registry=REGISTRY,
 )
+MADE_CONTENTS_HANDED_BACK = Counter(
+    "made_contents_handed_back",
+    "Contents the operator made that snapshot-controller bound but never took up, deleted for it to remake.",
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+)
 SNAPSHOTS_FAILED = Counter(
     "snapshots_failed",
     "VolumeSnapshotContents that met a final error, by reason.",

@@ -62,10 +62,17 @@ class Settings:
         default=(), metadata={"env": "ESS_NAMESPACES", "help": "comma-separated; empty means cluster-wide"}
     )
     create_contents: bool = field(
-        default=False,
+        default=True,
         metadata={
             "env": "ESS_CREATE_CONTENTS",
-            "help": "create a dynamic VolumeSnapshot's content ahead of snapshot-controller (off: see docs)",
+            "help": "create a dynamic VolumeSnapshot's content ahead of snapshot-controller",
+        },
+    )
+    content_take_up_timeout: float = field(
+        default=60.0,
+        metadata={
+            "env": "ESS_CONTENT_TAKE_UP_TIMEOUT",
+            "help": "seconds a made content may be ready while its bound VolumeSnapshot is not; then it is remade",
         },
     )
     export_resource_group: str = field(

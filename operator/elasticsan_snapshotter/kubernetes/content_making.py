@@ -22,8 +22,13 @@ Made contents carry ``ANN_CONTENT_MADE``. snapshot-controller never deletes a co
 VolumeSnapshot is gone, so when a VolumeSnapshot is deleted before snapshot-controller has seen
 the content made for it, the operator releases that content itself (``snapshotter.py``).
 
-Off by default: snapshot-controller v8.6.0 can lose a content's updates when its own create meets
-ours (docs/architecture.md, "Contents made by the operator").
+snapshot-controller v8.6.0 can lose a content's updates when its own create meets ours before its
+watch has shown ours (it caches its own body, without a resourceVersion, and then rejects every
+newer one): it has bound the VolumeSnapshot to the content but never passes on its readiness. A
+made content that stays ready that long while its VolumeSnapshot, bound to it, is not
+(``waiting_on_snapshot_controller``) is handed back: the operator deletes its Elastic SAN snapshot
+and the content, and snapshot-controller, seeing the content gone, makes its own
+(docs/architecture.md, "Contents made by the operator").
 """
 
 from __future__ import annotations
@@ -64,6 +69,25 @@ def snapshot_seen(content: Body, snapshots: Store) -> bool:
     held = snapshots.get(snapshot_key(content))
     ref = (content.get("spec") or {}).get("volumeSnapshotRef") or {}
     return held is not None and held["metadata"].get("uid") == ref.get("uid")
+
+
+def waiting_on_snapshot_controller(content: Body, snapshot: Body | None) -> bool:
+    """Whether ``snapshot`` is bound to this ready content but does not say ready itself.
+
+    snapshot-controller copies a content's readiness into the VolumeSnapshot it is bound to
+    within moments, or within its queue's lag in a burst; for as long as this holds, it has not.
+    """
+    if snapshot is None or not (content.get("status") or {}).get("readyToUse"):
+        return False
+    meta = snapshot.get("metadata") or {}
+    status = snapshot.get("status") or {}
+    ref = (content.get("spec") or {}).get("volumeSnapshotRef") or {}
+    return (
+        meta.get("uid") == ref.get("uid")
+        and not meta.get("deletionTimestamp")
+        and status.get("boundVolumeSnapshotContentName") == (content.get("metadata") or {}).get("name")
+        and not status.get("readyToUse")
+    )
 
 
 def _claim_matches(pv: Body, claim: Body) -> bool:

@@ -31,7 +31,13 @@ from elasticsan_snapshotter.domain.limits import VolumeLimits
 from elasticsan_snapshotter.domain.mapping import SanIndex
 from elasticsan_snapshotter.domain.ports import AzurePort, check_access
 from elasticsan_snapshotter.kubernetes.api import Body, KubeApi
-from elasticsan_snapshotter.kubernetes.content_making import content_name, is_made, snapshot_seen
+from elasticsan_snapshotter.kubernetes.content_making import (
+    content_name,
+    is_made,
+    snapshot_key,
+    snapshot_seen,
+    waiting_on_snapshot_controller,
+)
 from elasticsan_snapshotter.kubernetes.events import EventRecorder
 from elasticsan_snapshotter.kubernetes.export_guard import ExportGuard
 from elasticsan_snapshotter.kubernetes.exporter import ExportReconciler
@@ -140,6 +146,7 @@ class Runtime:
             group_driver_name=self.settings.group_driver_name,
             snapshots=self.snapshot_watcher.snapshots,
             made=made,
+            take_up_timeout=self.settings.content_take_up_timeout,
         )
         self.claim_reconciler = ClaimReconciler(
             **common,
@@ -308,10 +315,12 @@ class Runtime:
         self._sweep = asyncio.create_task(self.look_at_made_contents(), name="made-contents")
 
     async def look_at_made_contents(self) -> None:
-        """Once both watches are current: queue made contents whose VolumeSnapshot is not seen.
+        """Once both watches are current: queue made contents whose VolumeSnapshot is not seen,
+        or waits on snapshot-controller.
 
-        A VolumeSnapshot deleted while no replica watched leaves no DELETED event behind; the
-        content reconciler asks the API before it releases anything.
+        A VolumeSnapshot deleted while no replica watched leaves no DELETED event behind, and a
+        ready content is not queued at start-up otherwise; the content reconciler asks the API
+        before it releases or hands back anything.
         """
         watched = {VOLUME_SNAPSHOT_CONTENT.plural, VOLUME_SNAPSHOT.plural}
         for informer in self.informers:
@@ -321,7 +330,9 @@ class Runtime:
         for body in self.contents:
             if not is_made(body) or (body.get("metadata") or {}).get("deletionTimestamp"):
                 continue
-            if not snapshot_seen(body, self.snapshot_watcher.snapshots):
+            snapshots = self.snapshot_watcher.snapshots
+            held = snapshots.get(snapshot_key(body))
+            if not snapshot_seen(body, snapshots) or waiting_on_snapshot_controller(body, held):
                 self.queues["contents"].add(body["metadata"]["name"])
 
     def wake_schedules(self, keys: list[str | None]) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -39,7 +40,12 @@ from elasticsan_snapshotter.domain.mapping import SanIndex, volume_of
 from elasticsan_snapshotter.domain.ports import SnapshotInfo
 from elasticsan_snapshotter.kubernetes import retry
 from elasticsan_snapshotter.kubernetes.api import Body
-from elasticsan_snapshotter.kubernetes.content_making import is_made, snapshot_key, snapshot_seen
+from elasticsan_snapshotter.kubernetes.content_making import (
+    is_made,
+    snapshot_key,
+    snapshot_seen,
+    waiting_on_snapshot_controller,
+)
 from elasticsan_snapshotter.kubernetes.content_routing import imported_snapshot
 from elasticsan_snapshotter.kubernetes.events import NORMAL, WARNING
 from elasticsan_snapshotter.kubernetes.reconciler import Reconciler
@@ -137,7 +143,12 @@ class ContentReconciler(Reconciler):
     """VolumeSnapshots (slimmed): whether the one a made content points to still exists."""
     made: set[str] = field(default_factory=set)
     """Contents this process made and has not yet asked Azure about (shared with the maker)."""
+    take_up_timeout: float = 60.0
+    """How long a ready made content may wait for its bound VolumeSnapshot to say ready."""
+    clock: Callable[[], float] = time.monotonic
     _exports_listed: bool = field(default=False, init=False)
+    _ready_since: dict[str, float] = field(default_factory=dict, init=False)
+    """Ready made contents whose VolumeSnapshot did not say ready yet: since when, by ``clock``."""
 
     def is_ours(self, body: Body) -> bool:
         spec = body.get("spec") or {}
@@ -168,7 +179,7 @@ class ContentReconciler(Reconciler):
             # A crash between the ready write and the removal leaves the annotation behind;
             # every look at a ready content (start-up included) takes it off.
             await self._set_being_created(body, False)
-            return None
+            return await self._wait_for_take_up(body) if is_made(body) else None
         uid = ((body["spec"].get("volumeSnapshotRef") or {}).get("uid")) or ""
         if not uid:
             return None  # snapshot-controller always binds dynamic contents; nothing to do yet
@@ -279,6 +290,55 @@ class ContentReconciler(Reconciler):
             "content; deleting it and its Elastic SAN snapshot, as deletionPolicy Delete says",
         )
         await self.api.delete(VOLUME_SNAPSHOT_CONTENT, name, uid=body["metadata"].get("uid"))
+        return None
+
+    async def _wait_for_take_up(self, body: Body) -> Outcome:
+        """Look again until the VolumeSnapshot says ready; past the timeout, hand the content back."""
+        name = body["metadata"]["name"]
+        held = self.snapshots.get(snapshot_key(body)) if self.snapshots is not None else None
+        if not waiting_on_snapshot_controller(body, held):
+            self._ready_since.pop(name, None)
+            if held is None or (held.get("status") or {}).get("readyToUse"):
+                return None
+            return Requeue(self.take_up_timeout)  # not bound yet: snapshot-controller's queue is behind
+        waited = self.clock() - self._ready_since.setdefault(name, self.clock())
+        if waited < self.take_up_timeout:
+            return Requeue(self.take_up_timeout - waited)
+        return await self._hand_back(body)
+
+    async def _hand_back(self, body: Body) -> Outcome:
+        """Delete a made content snapshot-controller bound but never took up, and its snapshot.
+
+        snapshot-controller then sees the content gone and makes its own, which is reconciled
+        as any other (a new Elastic SAN snapshot of the same name). The VolumeSnapshot is asked
+        of the API first: only one that still waits loses its content. The Azure snapshot goes
+        first, whatever the policy, as it was never offered as ready to anyone; a crash after it
+        leaves a ready content that is handed back again, and no snapshot behind.
+        """
+        name = body["metadata"]["name"]
+        ref = body["spec"].get("volumeSnapshotRef") or {}
+        current = await self.api.get(VOLUME_SNAPSHOT, str(ref.get("name")), str(ref.get("namespace")))
+        if current is None or current["metadata"].get("uid") != ref.get("uid"):
+            return await self._release_made(body)
+        if not waiting_on_snapshot_controller(body, current):
+            self._ready_since.pop(name, None)
+            return None
+        await self.recorder.record(
+            current,
+            WARNING,
+            "ContentNotTakenUp",
+            f"snapshot-controller bound this VolumeSnapshot to VolumeSnapshotContent {name}, ready for "
+            f"{self.take_up_timeout:.0f}s, but has not marked it ready (snapshot-controller v8 can lose a "
+            "content's updates when its create meets one made ahead of it); deleting that content and "
+            "its Elastic SAN snapshot so that snapshot-controller makes its own",
+        )
+        target = await self._snapshot_to_delete(body)
+        if target is not None:
+            await self._delete_in_azure(target)
+        await self.api.remove_finalizer(VOLUME_SNAPSHOT_CONTENT, body, FIN_CONTENT_BOUND)
+        await self.api.delete(VOLUME_SNAPSHOT_CONTENT, name, uid=body["metadata"].get("uid"))
+        self._ready_since.pop(name, None)
+        metrics.MADE_CONTENTS_HANDED_BACK.inc()
         return None
 
     # -- pre-provisioned contents --------------------------------------------------

@@ -4,7 +4,9 @@ snapshot-controller is paused (SIGSTOP) while the VolumeSnapshot is created, as 
 in a burst would be, so the operator makes the content for certain; then it goes on and must
 bind that content as its own. Deleted while it is paused, the VolumeSnapshot has none of its
 finalizers and goes at once: the case in which snapshot-controller never sees the content and
-the operator must release it.
+the operator must release it. Bound while it is paused, as snapshot-controller binds it when its
+own create met ours before its cache had ours (and then never takes up the content's readiness),
+the VolumeSnapshot makes the operator hand the content back.
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ from elasticsan_snapshotter.local_cluster.operator_process import OperatorProces
 
 @pytest.fixture
 def operator(start_operator: Callable[..., OperatorProcess]) -> OperatorProcess:
-    """Making contents is off by default (see docs/architecture.md); these tests turn it on."""
-    return start_operator(ESS_CREATE_CONTENTS="true")
+    """Making contents is on by default; a short take-up timeout lets a test see a hand-back."""
+    return start_operator(ESS_CONTENT_TAKE_UP_TIMEOUT=str(TAKE_UP_TIMEOUT))
+
+
+TAKE_UP_TIMEOUT = 3
 
 
 MADE = "elasticsan.snapshotter.dev/made-by-driver"
@@ -147,3 +152,46 @@ def test_with_policy_retain_the_content_of_a_snapshot_deleted_early_stays(
     kube.custom.delete_cluster_custom_object("snapshot.storage.k8s.io", "v1", "volumesnapshotcontents", name)
     wait_for("the content to go", lambda: kube.content(name) is None)
     assert len(snapshots_of(esan, volume.name)) == 1  # Retain: Azure untouched
+
+
+def test_a_content_bound_but_never_taken_up_is_handed_back_and_snapshot_controller_makes_its_own(
+    operator: OperatorProcess,
+    cluster: LocalCluster,
+    esan: ElasticSanMgmtClient,
+    kube: Kube,
+    namespace: str,
+    source_volume: Callable[..., Any],
+) -> None:
+    volume = source_volume(10)
+    snapshot_class = _classes(kube, namespace, volume, "Delete")
+    with cluster.paused("snapshot-controller"):
+        vs = kube.create_snapshot(namespace, "snap", "data", snapshot_class=snapshot_class)
+        content = _made_and_ready(kube, vs)
+        name = content["metadata"]["name"]
+        # The status snapshot-controller v8.6.0 writes, and then keeps, when its create met ours
+        # before its cache had ours: bound, never ready.
+        kube.custom.patch_namespaced_custom_object_status(
+            "snapshot.storage.k8s.io",
+            "v1",
+            namespace,
+            "volumesnapshots",
+            "snap",
+            {"status": {"boundVolumeSnapshotContentName": name, "readyToUse": False}},
+        )
+        wait_for("the operator to hand the content back", lambda: kube.content(name) is None, timeout=60)
+        assert snapshots_of(esan, volume.name) == []
+        assert "ContentNotTakenUp" in {e.reason for e in kube.events(namespace, "snap")}
+        time.sleep(TAKE_UP_TIMEOUT)  # the bound VolumeSnapshot gets no second made content
+        assert kube.content(name) is None
+    # Going on, snapshot-controller finds no content in its cache and makes its own.
+    ready = kube.wait_snapshot_ready(namespace, "snap")
+    assert ready["status"]["boundVolumeSnapshotContentName"] == name
+    remade = kube.content(name)
+    assert remade is not None
+    assert MADE not in (remade["metadata"].get("annotations") or {})
+    assert remade["metadata"]["uid"] != content["metadata"]["uid"]
+    assert "CreatingSnapshot" in {e.reason for e in kube.events(namespace, "snap")}
+    assert len(snapshots_of(esan, volume.name)) == 1
+    kube.delete_snapshot(namespace, "snap")
+    wait_for("the content to go", lambda: kube.content(name) is None)
+    assert snapshots_of(esan, volume.name) == []

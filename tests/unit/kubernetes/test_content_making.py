@@ -342,15 +342,15 @@ async def test_at_start_made_contents_whose_snapshot_is_not_seen_are_queued() ->
     assert runtime.queues["contents"].pending == 1  # only the one whose VolumeSnapshot is not seen
 
 
-def test_the_setting_turns_making_on_and_it_is_off_by_default() -> None:
+def test_making_is_on_by_default_and_the_setting_turns_it_off() -> None:
     operator = Operator(FakeKube(), seeded_azure())
-    assert operator.runtime.snapshot_watcher is not None
-    assert operator.runtime.snapshot_watcher.contents is None
     runtime = operator.runtime
-    runtime.settings = dataclasses.replace(runtime.settings, create_contents=True)
-    runtime.build()
     assert runtime.snapshot_watcher is not None
     assert runtime.snapshot_watcher.contents is runtime.contents
+    runtime.settings = dataclasses.replace(runtime.settings, create_contents=False)
+    runtime.build()
+    assert runtime.snapshot_watcher is not None
+    assert runtime.snapshot_watcher.contents is None
 
 
 # -- a made content marks its own create: the being-created rules, without the annotation ------
