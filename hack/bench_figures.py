@@ -105,10 +105,12 @@ def content_stages(
     """Per content (name -> time its VolumeSnapshot was created): when it was made, picked up, ready.
 
     A content is made by snapshot-controller or, in the operator arm, by the driver itself; the
-    driver's first write is its first one after that create.
+    driver's first write is its first one after that create. A content made twice was handed
+    back (docs/architecture.md, "Handing a content back").
     """
     actors = DRIVER_ACTORS[arm]
     created: dict[str, float] = {}
+    creates: Counter[str] = Counter()
     made_by_driver: set[str] = set()
     picked: dict[str, float] = {}
     status: dict[str, float] = {}
@@ -118,6 +120,7 @@ def content_stages(
         if event.verb == "create":
             if 200 <= event.code < 300:
                 created.setdefault(event.name, event.time)
+                creates[event.name] += 1
                 if event.actor in actors:
                     made_by_driver.add(event.name)
         elif event.actor in actors and event.verb in WRITE_VERBS:
@@ -129,6 +132,8 @@ def content_stages(
         "driver_pickup_s": [picked[n] - created[n] for n in picked if n in created],
         "status_written_s": [status[n] - picked[n] for n in status if n in picked],
         "made_by_driver": [float(n in made_by_driver) for n in created],
+        # Made twice: the driver handed its content back, snapshot-controller made its own.
+        "remade": [float(creates[n] > 1) for n in created],
     }
 
 

@@ -50,6 +50,13 @@ def rows(profile: Any, runs: Sequence[Any]) -> list[Row]:
         lambda r: p50(r.stages["content_created_s"]), "s")  # fmt: skip
     add(f"burst of {big}, share of the contents the driver made", "big_burst",
         lambda r: statistics.fmean(r.stages.get("made_by_driver") or [0.0]), "")  # fmt: skip
+    for scenario, label in (
+        ("singles", "1 at a time"),
+        ("burst", f"burst {profile.burst}"),
+        ("big_burst", f"burst {big}"),
+    ):
+        add(f"contents handed back to snapshot-controller, {label}", scenario,
+            lambda r: sum(r.stages.get("remade") or [0.0]), "")  # fmt: skip
     add(f"burst of {big}, p50 content created → driver's first write after it", "big_burst",
         lambda r: p50(r.stages["driver_pickup_s"]), "s")  # fmt: skip
     for scenario, label in (
