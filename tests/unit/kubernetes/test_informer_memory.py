@@ -157,6 +157,19 @@ def test_watch_events_share_their_key_strings() -> None:
     assert spec_keys[0] is spec_keys[1]
 
 
+def test_watch_events_share_their_short_string_values() -> None:
+    """A driver name or a policy repeats on every object; a long value is left as parsed."""
+    long_handle = "/subscriptions/" + "0" * 60
+    bodies = [
+        {"metadata": {"name": f"content-{i}"}, "spec": {"driver": "d.example.com", "handle": long_handle}}
+        for i in range(2)
+    ]
+    first, second = (decode_event(json.dumps({"type": "ADDED", "object": b}).encode()) for b in bodies)
+    assert first["object"] == bodies[0]
+    assert first["object"]["spec"]["driver"] is second["object"]["spec"]["driver"]
+    assert first["object"]["spec"]["handle"] is not second["object"]["spec"]["handle"]
+
+
 class OneEventApi:
     """A watch that sends one object and then waits; it notes when its stream is closed."""
 
