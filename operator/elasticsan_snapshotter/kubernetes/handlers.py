@@ -219,6 +219,7 @@ class Runtime:
                 "schedules", self.schedule_reconciler.reconcile, workers=4, max_delay=60.0
             ),
         }
+        self.snapshot_watcher.on_made = self.queues["contents"].add
         metrics.track_unready(self._unready_ages)
         namespaces = list(self.settings.namespaces) or [""]
         watched = [

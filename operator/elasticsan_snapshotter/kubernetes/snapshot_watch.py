@@ -11,6 +11,7 @@ event costs no API read; the API is asked only about what no watch has shown yet
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from elasticsan_snapshotter.domain.errors import AlreadyExists, SnapshotterError
@@ -21,6 +22,7 @@ from elasticsan_snapshotter.kubernetes.events import WARNING
 from elasticsan_snapshotter.kubernetes.reconciler import Reconciler
 from elasticsan_snapshotter.kubernetes.resources import (
     ISCSI_DRIVER,
+    PERSISTENT_VOLUME,
     PERSISTENT_VOLUME_CLAIM,
     STORAGE_CLASS,
     VOLUME_SNAPSHOT_CONTENT,
@@ -84,6 +86,9 @@ class SnapshotWatcher(Reconciler):
     """The contents of our driver; with it, a snapshot that can start gets its content made here."""
     made: set[str] = field(default_factory=set)
     """Contents this process made and has not yet asked Azure about: no earlier create can exist."""
+    on_made: Callable[[str], None] | None = None
+    """Called with a made content's name: queued at once, not behind its watch event (at start-up
+    that event comes after the first state of every other content)."""
 
     async def _claim(self, name: str, namespace: str) -> Body | None:
         claim = self.claims.get(f"{namespace}/{name}")
@@ -93,6 +98,15 @@ class SnapshotWatcher(Reconciler):
             if claim is not None:
                 self.claims.apply("ADDED", claim)
         return claim
+
+    async def _volume(self, name: str) -> Body | None:
+        pv = self.volumes.get(name)
+        if pv is None:
+            # Not seen on the watch yet (start-up): one read instead of waiting for the watch.
+            pv = await self.api.get(PERSISTENT_VOLUME, name)
+            if pv is not None:
+                self.volumes.apply("ADDED", pv)
+        return pv
 
     async def reconcile(self, key: str) -> Outcome:
         vs = self.snapshots.get(key)
@@ -135,7 +149,7 @@ class SnapshotWatcher(Reconciler):
                 "the snapshot starts once the claim is Bound to a PersistentVolume",
             )
             return Requeue(PENDING_RECHECK)
-        pv = self.volumes.get(volume_name)
+        pv = await self._volume(volume_name)
         if pv is None:
             return Requeue(PENDING_RECHECK)
         if not (pv.get("spec") or {}).get("csi"):
@@ -175,6 +189,8 @@ class SnapshotWatcher(Reconciler):
             self.made.discard(name)
             raise
         self.contents.apply("ADDED", created)
+        if self.on_made is not None:
+            self.on_made(name)
 
     async def _without_class(self, vs: Body, claim: Body | None) -> Outcome:
         if claim is not None and await self._claim_is_ours(claim):

@@ -31,6 +31,7 @@ from elasticsan_snapshotter.kubernetes.resources import (
     ANN_BEING_DELETED,
     ANN_CONTENT_MADE,
     FIN_CONTENT_BOUND,
+    PERSISTENT_VOLUME,
     VOLUME_SNAPSHOT,
     VOLUME_SNAPSHOT_CONTENT,
 )
@@ -217,6 +218,25 @@ async def test_a_content_snapshot_controller_made_first_is_left_to_the_ordinary_
     # Theirs carries no annotation, so it is fresh by the ordinary rule; the annotation goes on first.
     assert seen == [True]
     assert [w[2] for w in parts.api.writes] == ["main", "status", "main"]
+
+
+async def test_at_start_up_an_unseen_pv_is_read_once_and_the_made_content_queued_at_once() -> None:
+    # The PV watch's first state is still coming (10,000 PVs): the watcher reads the one PV it
+    # needs instead of waiting, and the content is queued without waiting for its own event.
+    parts = Parts()
+    parts.watcher.volumes.apply("DELETED", _pv())
+    parts.api.put(PERSISTENT_VOLUME, _pv())
+    queued: list[str] = []
+    parts.watcher.on_made = queued.append
+    await parts.snapshot_seen()
+    assert parts.content() is not None
+    assert queued == [CONTENT]
+    assert parts.api.count("get", PERSISTENT_VOLUME.plural) == 1
+    await parts.reconciler.reconcile(CONTENT)  # from the store, as the queue runs it
+    content = parts.content()
+    assert content is not None
+    assert content["status"]["readyToUse"] is True
+    assert parts.api.count("list", PERSISTENT_VOLUME.plural) == 0  # the PV read went into the store
 
 
 async def test_a_made_content_is_cut_without_a_lookup_in_one_more_write(
