@@ -25,6 +25,7 @@ from elasticsan_snapshotter.kubernetes.resources import (
     PERSISTENT_VOLUME,
     PERSISTENT_VOLUME_CLAIM,
     STORAGE_CLASS,
+    VOLUME_SNAPSHOT_CLASS,
     VOLUME_SNAPSHOT_CONTENT,
 )
 from elasticsan_snapshotter.kubernetes.stores import PersistentVolumes, Store
@@ -87,8 +88,9 @@ class SnapshotWatcher(Reconciler):
     made: set[str] = field(default_factory=set)
     """Contents this process made and has not yet asked Azure about: no earlier create can exist."""
     on_made: Callable[[str], None] | None = None
-    """Called with a made content's name: queued at once, not behind its watch event (at start-up
-    that event comes after the first state of every other content)."""
+    """Called with the name of a content made here, or found made by snapshot-controller before
+    the watch showed it: queued at once, not behind its watch event (at start-up that event comes
+    after the first state of every other content)."""
 
     async def _claim(self, name: str, namespace: str) -> Body | None:
         claim = self.claims.get(f"{namespace}/{name}")
@@ -98,6 +100,16 @@ class SnapshotWatcher(Reconciler):
             if claim is not None:
                 self.claims.apply("ADDED", claim)
         return claim
+
+    async def _snapshot_class(self, name: str) -> Body | None:
+        found = self.snapshot_classes.get(name)
+        if found is None:
+            # Not seen on the watch yet (start-up): one read, or the snapshot would wait for
+            # snapshot-controller's content and the contents' first state.
+            found = await self.api.get(VOLUME_SNAPSHOT_CLASS, name)
+            if found is not None:
+                self.snapshot_classes.apply("ADDED", found)
+        return found
 
     async def _volume(self, name: str) -> Body | None:
         pv = self.volumes.get(name)
@@ -121,7 +133,7 @@ class SnapshotWatcher(Reconciler):
         claim = await self._claim(claim_name, namespace)
         if class_name is None:
             return await self._without_class(vs, claim)
-        snapshot_class = self.snapshot_classes.get(class_name)
+        snapshot_class = await self._snapshot_class(class_name)
         if snapshot_class is None:
             if claim is not None and await self._claim_is_ours(claim):
                 return await self._warn(
@@ -183,7 +195,14 @@ class SnapshotWatcher(Reconciler):
             created = await self.api.create(VOLUME_SNAPSHOT_CONTENT, body)
         except AlreadyExists:
             # snapshot-controller made it first: its content has no annotation, an ordinary one.
+            # Not in the store yet means the watch is behind (start-up): read it and queue it.
             self.made.discard(name)
+            if self.contents.get(name) is None:
+                found = await self.api.get(VOLUME_SNAPSHOT_CONTENT, name)
+                if found is not None and self.contents.get(name) is None:
+                    self.contents.apply("ADDED", found)
+                    if self.on_made is not None:
+                        self.on_made(name)
             return
         except BaseException:
             self.made.discard(name)
