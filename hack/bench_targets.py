@@ -54,6 +54,8 @@ def rows(profile: Any, runs: Sequence[Any]) -> list[Row]:
         ("singles", "1 at a time"),
         ("burst", f"burst {profile.burst}"),
         ("big_burst", f"burst {big}"),
+        ("lro", f"LRO of {lro} s"),
+        ("throttled", "20% injected 429s"),
     ):
         add(f"contents handed back to snapshot-controller, {label}", scenario,
             lambda r: sum(r.stages.get("remade") or [0.0]), "")  # fmt: skip
