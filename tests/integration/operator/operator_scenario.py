@@ -245,6 +245,23 @@ def static_claim(kube: Kube, namespace: str, volume: Any, storage_class: str, cl
     return pv
 
 
+MADE_BY_DRIVER = "elasticsan.snapshotter.dev/made-by-driver"
+SNAPSHOT_BEING_CREATED = "snapshot.storage.kubernetes.io/volumesnapshot-being-created"
+
+
+def create_in_flight(contents: list[dict[str, Any] | None], azure_has_snapshots: Callable[[], bool]) -> bool:
+    """Whether a snapshot create may be in flight for one of ``contents``.
+
+    A content snapshot-controller made carries the being-created annotation around the Azure
+    create; one the operator made is the mark itself, so for it the Azure side tells.
+    """
+    unready = [c for c in contents if c and not (c.get("status") or {}).get("readyToUse")]
+    marks = [set(c["metadata"].get("annotations") or {}) for c in unready]
+    if any(SNAPSHOT_BEING_CREATED in m for m in marks):
+        return True
+    return any(MADE_BY_DRIVER in m for m in marks) and azure_has_snapshots()
+
+
 def snapshots_of(esan: Any, volume_name: str) -> list[Any]:
     return list(
         esan.volume_snapshots.list_by_volume_group(

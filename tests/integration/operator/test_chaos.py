@@ -27,6 +27,8 @@ from operator_scenario import (
     VOLUME_GROUP,
     Kube,
     StartOperator,
+    create_in_flight,
+    snapshots_of,
     static_claim,
     unique_name,
     wait_for,
@@ -220,18 +222,16 @@ def test_the_standby_takes_over_when_the_active_replica_is_killed_mid_burst(
     active = start_operator(**replicas, POD_ID="replica-a")
     wait_for("replica a to lead", lambda: holder() == "replica-a", 60)
     standby = start_operator(**replicas, POD_ID="replica-b")
-    snapshot_class, claims = classes_and_claims(kube, namespace, [source_volume(10) for _ in range(2)], "ha")
+    volumes = [source_volume(10) for _ in range(2)]
+    snapshot_class, claims = classes_and_claims(kube, namespace, volumes, "ha")
     azure_settings(lroSeconds=2)
     names = [f"burst-{i}" for i in range(10)]
     for i, name in enumerate(names):
         kube.create_snapshot(namespace, name, claims[i % 2], snapshot_class=snapshot_class)
 
     def creating() -> bool:
-        return any(
-            BEING_CREATED
-            in ((content_of(kube, namespace, n) or {}).get("metadata", {}).get("annotations") or {})
-            for n in names
-        )
+        contents = [content_of(kube, namespace, n) for n in names]
+        return create_in_flight(contents, lambda: any(snapshots_of(esan, v.name) for v in volumes))
 
     wait_for("the active replica to be mid-burst", creating, 60, interval=0.1)
     # Every replica makes one authenticated read of the first managed SAN at start-up (a warm token

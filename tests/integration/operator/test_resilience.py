@@ -7,12 +7,19 @@ from typing import Any
 
 import pytest
 from azure.mgmt.elasticsan import ElasticSanMgmtClient
-from operator_scenario import Kube, StartOperator, snapshots_of, static_claim, unique_name, wait_for
+from operator_scenario import (
+    Kube,
+    StartOperator,
+    create_in_flight,
+    snapshots_of,
+    static_claim,
+    unique_name,
+    wait_for,
+)
 
 from elasticsan_snapshotter.emulator.process import EmulatorProcess
 
 BEING_CREATED = "snapshot.storage.kubernetes.io/volumesnapshot-being-created"
-MADE = "elasticsan.snapshotter.dev/made-by-driver"
 COUNT = 5
 
 
@@ -70,15 +77,9 @@ def test_operator_killed_while_creating(
     names = snapshot_many(kube, namespace, volume)
 
     def creating() -> bool:
-        # A content snapshot-controller made carries the being-created annotation around the
-        # Azure create; one the operator made is the mark itself, so there the Azure side tells.
-        unready = [
-            c for c in contents_of(kube, namespace, names) if not (c.get("status") or {}).get("readyToUse")
-        ]
-        marks = [set(c["metadata"].get("annotations") or {}) for c in unready]
-        if any(BEING_CREATED in m for m in marks):
-            return True
-        return any(MADE in m for m in marks) and bool(snapshots_of(esan, volume.name))
+        return create_in_flight(
+            contents_of(kube, namespace, names), lambda: bool(snapshots_of(esan, volume.name))
+        )
 
     wait_for("a snapshot create in flight", creating, interval=0.1)
     first.kill()
