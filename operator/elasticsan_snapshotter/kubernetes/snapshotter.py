@@ -225,7 +225,9 @@ class ContentReconciler(Reconciler):
         if ready:
             metrics.SNAPSHOTS_CREATED.inc()
             metrics.observe_ready(body)
-            return None
+            # The ready content's own watch event queues nothing (it is settled): the look at
+            # whether snapshot-controller takes it up starts here.
+            return await self._wait_for_take_up(self.contents.get(name) or body) if made else None
         return Requeue()
 
     async def _check_class(self, body: Body) -> None:

@@ -103,6 +103,23 @@ async def test_a_made_content_bound_but_never_taken_up_is_handed_back_and_remade
     assert len(await parts.azure.list_snapshots(VOLUME.volume_group)) == 1
 
 
+async def test_the_cut_itself_starts_the_wait_as_no_later_event_queues_a_ready_content() -> None:
+    parts = Parts()
+    clock = Clock()
+    parts.reconciler.clock = clock
+    parts.reconciler.take_up_timeout = TIMEOUT
+    await parts.snapshot_seen()
+    _snapshot_controller_sets(parts, _bound())  # bound before the cut, as in the race
+    stored = parts.content()
+    assert stored is not None
+    parts.contents.apply("MODIFIED", copy.deepcopy(stored))
+    assert await parts.reconciler.reconcile(CONTENT) == Requeue(TIMEOUT)  # the cut
+    clock.now += TIMEOUT
+    # The requeue comes from the store, where the ready body is: no event in between.
+    assert await parts.reconciler.reconcile(CONTENT) is None
+    assert parts.api.deleted == [(VOLUME_SNAPSHOT_CONTENT.plural, CONTENT)]
+
+
 async def test_a_snapshot_that_turned_ready_meanwhile_keeps_its_content() -> None:
     # The watch still shows the VolumeSnapshot unready; the API, asked at the timeout, does not.
     parts, clock = await _made_and_ready()
