@@ -25,7 +25,6 @@ from elasticsan_snapshotter.kubernetes.resources import (
     PERSISTENT_VOLUME,
     PERSISTENT_VOLUME_CLAIM,
     STORAGE_CLASS,
-    VOLUME_SNAPSHOT_CLASS,
     VOLUME_SNAPSHOT_CONTENT,
 )
 from elasticsan_snapshotter.kubernetes.stores import PersistentVolumes, Store
@@ -101,16 +100,6 @@ class SnapshotWatcher(Reconciler):
                 self.claims.apply("ADDED", claim)
         return claim
 
-    async def _snapshot_class(self, name: str) -> Body | None:
-        found = self.snapshot_classes.get(name)
-        if found is None:
-            # Not seen on the watch yet (start-up): one read, or the snapshot would wait for
-            # snapshot-controller's content and the contents' first state.
-            found = await self.api.get(VOLUME_SNAPSHOT_CLASS, name)
-            if found is not None:
-                self.snapshot_classes.apply("ADDED", found)
-        return found
-
     async def _volume(self, name: str) -> Body | None:
         pv = self.volumes.get(name)
         if pv is None:
@@ -133,7 +122,7 @@ class SnapshotWatcher(Reconciler):
         claim = await self._claim(claim_name, namespace)
         if class_name is None:
             return await self._without_class(vs, claim)
-        snapshot_class = await self._snapshot_class(class_name)
+        snapshot_class = self.snapshot_classes.get(class_name)
         if snapshot_class is None:
             if claim is not None and await self._claim_is_ours(claim):
                 return await self._warn(

@@ -33,7 +33,6 @@ from elasticsan_snapshotter.kubernetes.resources import (
     FIN_CONTENT_BOUND,
     PERSISTENT_VOLUME,
     VOLUME_SNAPSHOT,
-    VOLUME_SNAPSHOT_CLASS,
     VOLUME_SNAPSHOT_CONTENT,
 )
 from elasticsan_snapshotter.kubernetes.snapshot_watch import SnapshotWatcher
@@ -227,12 +226,10 @@ async def test_a_content_snapshot_controller_made_first_is_left_to_the_ordinary_
     assert [w[2] for w in parts.api.writes] == ["main", "status", "main"]
 
 
-async def test_at_start_up_an_unseen_class_and_pv_are_read_once_and_the_made_content_queued() -> None:
-    # The watches' first state is still coming (10,000 PVs): the watcher reads the class and the
-    # PV it needs instead of waiting, and the content is queued without waiting for its own event.
+async def test_at_start_up_an_unseen_pv_is_read_once_and_the_made_content_queued_at_once() -> None:
+    # The PV watch's first state is still coming (10,000 PVs): the watcher reads the one PV it
+    # needs instead of waiting, and the content is queued without waiting for its own event.
     parts = Parts()
-    parts.watcher.snapshot_classes.apply("DELETED", _class())
-    parts.api.put(VOLUME_SNAPSHOT_CLASS, _class())
     parts.watcher.volumes.apply("DELETED", _pv())
     parts.api.put(PERSISTENT_VOLUME, _pv())
     queued: list[str] = []
@@ -241,7 +238,6 @@ async def test_at_start_up_an_unseen_class_and_pv_are_read_once_and_the_made_con
     assert parts.content() is not None
     assert queued == [CONTENT]
     assert parts.api.count("get", PERSISTENT_VOLUME.plural) == 1
-    assert parts.api.count("get", VOLUME_SNAPSHOT_CLASS.plural) == 1
     await parts.reconciler.reconcile(CONTENT)  # from the store, as the queue runs it
     content = parts.content()
     assert content is not None
