@@ -26,6 +26,7 @@ from elasticsan_snapshotter.kubernetes.resources import (
     PERSISTENT_VOLUME_CLAIM,
     STORAGE_CLASS,
     VOLUME_SNAPSHOT_CONTENT,
+    Resource,
 )
 from elasticsan_snapshotter.kubernetes.stores import PersistentVolumes, Store
 from elasticsan_snapshotter.kubernetes.workqueue import Outcome, Requeue
@@ -91,23 +92,17 @@ class SnapshotWatcher(Reconciler):
     the watch showed it: queued at once, not behind its watch event (at start-up that event comes
     after the first state of every other content)."""
 
-    async def _claim(self, name: str, namespace: str) -> Body | None:
-        claim = self.claims.get(f"{namespace}/{name}")
-        if claim is None:
-            # Not seen on the watch yet (start-up, or a snapshot of a claim still to come).
-            claim = await self.api.get(PERSISTENT_VOLUME_CLAIM, name, namespace)
-            if claim is not None:
-                self.claims.apply("ADDED", claim)
-        return claim
-
-    async def _volume(self, name: str) -> Body | None:
-        pv = self.volumes.get(name)
-        if pv is None:
-            # Not seen on the watch yet (start-up): one read instead of waiting for the watch.
-            pv = await self.api.get(PERSISTENT_VOLUME, name)
-            if pv is not None:
-                self.volumes.apply("ADDED", pv)
-        return pv
+    async def _held_or_read(
+        self, store: Store, resource: Resource, name: str, namespace: str = ""
+    ) -> Body | None:
+        """From the watch's store or, not seen on the watch yet (start-up, or a snapshot of a
+        claim still to come), one read, kept in the store."""
+        found = store.get(f"{namespace}/{name}" if namespace else name)
+        if found is None:
+            found = await self.api.get(resource, name, namespace)
+            if found is not None:
+                store.apply("ADDED", found)
+        return found
 
     async def reconcile(self, key: str) -> Outcome:
         vs = self.snapshots.get(key)
@@ -119,7 +114,7 @@ class SnapshotWatcher(Reconciler):
             return None  # pre-provisioned: nothing to explain here
         namespace = vs["metadata"]["namespace"]
         class_name = spec.get("volumeSnapshotClassName")
-        claim = await self._claim(claim_name, namespace)
+        claim = await self._held_or_read(self.claims, PERSISTENT_VOLUME_CLAIM, claim_name, namespace)
         if class_name is None:
             return await self._without_class(vs, claim)
         snapshot_class = self.snapshot_classes.get(class_name)
@@ -150,7 +145,7 @@ class SnapshotWatcher(Reconciler):
                 "the snapshot starts once the claim is Bound to a PersistentVolume",
             )
             return Requeue(PENDING_RECHECK)
-        pv = await self._volume(volume_name)
+        pv = await self._held_or_read(self.volumes, PERSISTENT_VOLUME, volume_name)
         if pv is None:
             return Requeue(PENDING_RECHECK)
         if not (pv.get("spec") or {}).get("csi"):
