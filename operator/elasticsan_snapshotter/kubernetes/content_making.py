@@ -25,8 +25,8 @@ the content made for it, the operator releases that content itself (``snapshotte
 snapshot-controller v8.6.0 can lose a content's updates when its own create meets ours before its
 watch has shown ours (it caches its own body, without a resourceVersion, and then rejects every
 newer one): it has bound the VolumeSnapshot to the content but never passes on its readiness. A
-made content that stays ready that long while its VolumeSnapshot, bound to it, is not
-(``waiting_on_snapshot_controller``) is handed back: the operator deletes its Elastic SAN snapshot
+made content that stays ready for the take-up timeout while its VolumeSnapshot, bound to it, is
+not (``waiting_on_snapshot_controller``) is handed back: the operator deletes its Elastic SAN snapshot
 and the content, and snapshot-controller, seeing the content gone, makes its own
 (docs/architecture.md, "Contents made by the operator").
 """

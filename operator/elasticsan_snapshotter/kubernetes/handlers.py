@@ -328,10 +328,10 @@ class Runtime:
             if informer.resource.plural in watched:
                 await informer.synced.wait()
         assert self.snapshot_watcher is not None
+        snapshots = self.snapshot_watcher.snapshots
         for body in self.contents:
             if not is_made(body) or (body.get("metadata") or {}).get("deletionTimestamp"):
                 continue
-            snapshots = self.snapshot_watcher.snapshots
             held = snapshots.get(snapshot_key(body))
             if not snapshot_seen(body, snapshots) or waiting_on_snapshot_controller(body, held):
                 self.queues["contents"].add(body["metadata"]["name"])

@@ -263,9 +263,13 @@ class ContentReconciler(Reconciler):
             return False
         if snapshot_seen(body, self.snapshots):
             return False
+        return await self._snapshot_from_api(body) is None
+
+    async def _snapshot_from_api(self, body: Body) -> Body | None:
+        """The VolumeSnapshot this content points to, read now; None if gone or another uid's."""
         ref = body["spec"].get("volumeSnapshotRef") or {}
         current = await self.api.get(VOLUME_SNAPSHOT, str(ref.get("name")), str(ref.get("namespace")))
-        return current is None or current["metadata"].get("uid") != ref.get("uid")
+        return current if current is not None and current["metadata"].get("uid") == ref.get("uid") else None
 
     async def _release_made(self, body: Body) -> Outcome:
         """A made content whose VolumeSnapshot went before snapshot-controller bound it.
@@ -318,9 +322,8 @@ class ContentReconciler(Reconciler):
         leaves a ready content that is handed back again, and no snapshot behind.
         """
         name = body["metadata"]["name"]
-        ref = body["spec"].get("volumeSnapshotRef") or {}
-        current = await self.api.get(VOLUME_SNAPSHOT, str(ref.get("name")), str(ref.get("namespace")))
-        if current is None or current["metadata"].get("uid") != ref.get("uid"):
+        current = await self._snapshot_from_api(body)
+        if current is None:
             return await self._release_made(body)
         if not waiting_on_snapshot_controller(body, current):
             self._ready_since.pop(name, None)
