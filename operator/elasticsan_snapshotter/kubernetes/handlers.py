@@ -7,7 +7,8 @@ progress annotations), so a snapshot costs only the writes the
 csi-snapshotter contract itself requires.
 
 The kinds with an event or more per snapshot (VolumeSnapshotContents,
-VolumeSnapshots) and the many-object kinds (PersistentVolumes, claims) come
+VolumeSnapshots), the many-object kinds (PersistentVolumes, claims) and the
+classes the reconcilers decide by (VolumeSnapshotClasses, StorageClasses) come
 through the operator's own informers (``informer.py``), which hand each event
 straight to the same handlers; Kopf watches the rest.
 """
@@ -52,7 +53,6 @@ from elasticsan_snapshotter.kubernetes.resources import (
     PERSISTENT_VOLUME,
     PERSISTENT_VOLUME_CLAIM,
     SNAPSHOT_EXPORT,
-    SNAPSHOT_GROUP,
     SNAPSHOT_SCHEDULE,
     STORAGE_CLASS,
     VOLUME_GROUP_SNAPSHOT,
@@ -71,6 +71,10 @@ from elasticsan_snapshotter.kubernetes.workqueue import WorkQueue
 from elasticsan_snapshotter.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+CLASS_KINDS = (VOLUME_SNAPSHOT_CLASS.plural, STORAGE_CLASS.plural)
+CLASSES_LISTED_TIMEOUT = 30.0
+"""How long the reconcilers wait at start-up for the classes' first state before they start without it."""
 
 
 def login(**_: Any) -> kopf.ConnectionInfo:
@@ -116,6 +120,7 @@ class Runtime:
     freeze_window: FreezeWindowPort | None = None
     freeze_agent_namespace: str = "default"
     _sweep: asyncio.Task[None] | None = None
+    _starting: asyncio.Task[None] | None = None
 
     def build(self) -> None:
         self.volumes = PersistentVolumes(self.api)
@@ -227,6 +232,8 @@ class Runtime:
             (VOLUME_SNAPSHOT, self.on_snapshot, namespaces),
             (PERSISTENT_VOLUME, self.on_volume, [""]),
             (PERSISTENT_VOLUME_CLAIM, self.on_claim, namespaces),
+            (VOLUME_SNAPSHOT_CLASS, self.on_snapshot_class, [""]),
+            (STORAGE_CLASS, self.on_storage_class, [""]),
         ]
         self.informers = [
             Informer(self.api, resource, handler, namespace=namespace)
@@ -308,9 +315,41 @@ class Runtime:
         else:
             self.queues["claims"].add(key)
 
+    def on_snapshot_class(self, event_type: str | None, body: Body) -> None:
+        assert self.snapshot_watcher is not None
+        name = self.snapshot_classes.apply(event_type, body)
+        if event_type != "DELETED":
+            # A VolumeSnapshot may have come first (start-up, or applied before its class).
+            for key in self.snapshot_watcher.naming_class(name):
+                self.queues["snapshots"].add(key)
+
+    def on_storage_class(self, event_type: str | None, body: Body) -> None:
+        self.storage_classes.apply(event_type, body)
+
     def start(self) -> None:
         """Run the reconcilers: at start-up, or once this replica holds the Lease."""
         self.leading = True
+        self._starting = asyncio.create_task(self._start_once_classes_listed(), name="start")
+
+    async def _start_once_classes_listed(self) -> None:
+        """Start the queues once the classes' first state is in, as client-go controllers wait
+        for their caches.
+
+        Only the classes: a missing claim, PV or content is read from the API, but a class
+        missing from its store is a decision (not our driver, SnapshotClassMissing, no
+        exportBeforeVolumeDelete) that its first state, a few objects, makes right. The many
+        contents and PVs are not waited for: that would hold the first snapshot for seconds.
+        """
+        listed = [
+            informer.synced.wait() for informer in self.informers if informer.resource.plural in CLASS_KINDS
+        ]
+        try:
+            await asyncio.wait_for(asyncio.gather(*listed), CLASSES_LISTED_TIMEOUT)
+        except TimeoutError:
+            logger.warning(
+                "VolumeSnapshotClasses and StorageClasses not listed after %.0fs; reconciling without them",
+                CLASSES_LISTED_TIMEOUT,
+            )
         for queue in self.queues.values():
             queue.start()
         self._sweep = asyncio.create_task(self.look_at_made_contents(), name="made-contents")
@@ -351,10 +390,11 @@ class Runtime:
         return ages
 
     async def close(self) -> None:
-        if self._sweep is not None:
-            self._sweep.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweep
+        for task in (self._starting, self._sweep):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for informer in self.informers:
             await informer.stop()
         for queue in self.queues.values():
@@ -387,8 +427,6 @@ def register(registry: kopf.OperatorRegistry, runtime_box: list[Runtime]) -> Non
             raise kopf.PermanentError("; ".join(f"{k}: {v}" for k, v in sorted(failing.items())))
         return "ok"
 
-    snapshots = (SNAPSHOT_GROUP, "v1")
-
     groups = (GROUP_SNAPSHOT_GROUP, "v1")
 
     @kopf.on.event(*groups, VOLUME_GROUP_SNAPSHOT_CONTENT.plural, registry=registry)
@@ -407,14 +445,6 @@ def register(registry: kopf.OperatorRegistry, runtime_box: list[Runtime]) -> Non
     @kopf.on.event(*groups, VOLUME_GROUP_SNAPSHOT_CLASS.plural, registry=registry)
     async def group_class_event(event: kopf.RawEvent, **_: Any) -> None:
         runtime().group_classes.apply(event.get("type"), _object(event))
-
-    @kopf.on.event(*snapshots, VOLUME_SNAPSHOT_CLASS.plural, registry=registry)
-    async def snapshot_class_event(event: kopf.RawEvent, **_: Any) -> None:
-        runtime().snapshot_classes.apply(event.get("type"), _object(event))
-
-    @kopf.on.event(STORAGE_CLASS.group, STORAGE_CLASS.version, STORAGE_CLASS.plural, registry=registry)
-    async def storage_class_event(event: kopf.RawEvent, **_: Any) -> None:
-        runtime().storage_classes.apply(event.get("type"), _object(event))
 
     @kopf.on.event(SNAPSHOT_EXPORT.group, SNAPSHOT_EXPORT.version, SNAPSHOT_EXPORT.plural, registry=registry)
     async def export_event(event: kopf.RawEvent, **_: Any) -> None:

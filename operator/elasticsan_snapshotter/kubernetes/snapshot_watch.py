@@ -28,7 +28,7 @@ from elasticsan_snapshotter.kubernetes.resources import (
     VOLUME_SNAPSHOT_CONTENT,
     Resource,
 )
-from elasticsan_snapshotter.kubernetes.stores import PersistentVolumes, Store
+from elasticsan_snapshotter.kubernetes.stores import PersistentVolumes, Store, object_key
 from elasticsan_snapshotter.kubernetes.workqueue import Outcome, Requeue
 
 PENDING_RECHECK = 10.0
@@ -103,6 +103,15 @@ class SnapshotWatcher(Reconciler):
             if found is not None:
                 store.apply("ADDED", found)
         return found
+
+    def naming_class(self, class_name: str) -> list[str]:
+        """The unready VolumeSnapshots that name ``class_name``: to look at again once it is seen."""
+        return [
+            object_key(vs)
+            for vs in self.snapshots
+            if (vs.get("spec") or {}).get("volumeSnapshotClassName") == class_name
+            and not (vs.get("status") or {}).get("readyToUse")
+        ]
 
     async def reconcile(self, key: str) -> Outcome:
         vs = self.snapshots.get(key)

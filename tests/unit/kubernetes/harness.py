@@ -101,13 +101,13 @@ class Operator:
                 self.deliver(WatchEvent("ADDED", resource, obj))
 
     def deliver(self, event: WatchEvent) -> None:
-        """What the Kopf handlers do with one watch event (handlers.py)."""
+        """What the handlers do with one watch event (handlers.py)."""
         rt, body, kind = self.runtime, event.object, event.type
         plural = event.resource.plural
         if plural == VOLUME_SNAPSHOT_CLASS.plural:
-            rt.snapshot_classes.apply(kind, body)
+            rt.on_snapshot_class(kind, body)
         elif plural == STORAGE_CLASS.plural:
-            rt.storage_classes.apply(kind, body)
+            rt.on_storage_class(kind, body)
         elif plural == VOLUME_SNAPSHOT_CONTENT.plural:
             assert rt.content_reconciler is not None
             if rt.content_reconciler.is_ours(body):
