@@ -340,11 +340,8 @@ class Runtime:
         exportBeforeVolumeDelete) that its first state, a few objects, makes right. The many
         contents and PVs are not waited for: that would hold the first snapshot for seconds.
         """
-        listed = [
-            informer.synced.wait() for informer in self.informers if informer.resource.plural in CLASS_KINDS
-        ]
         try:
-            await asyncio.wait_for(asyncio.gather(*listed), CLASSES_LISTED_TIMEOUT)
+            await asyncio.wait_for(self._listed(CLASS_KINDS), CLASSES_LISTED_TIMEOUT)
         except TimeoutError:
             logger.warning(
                 "VolumeSnapshotClasses and StorageClasses not listed after %.0fs; reconciling without them",
@@ -362,10 +359,7 @@ class Runtime:
         ready content is not queued at start-up otherwise; the content reconciler asks the API
         before it releases or hands back anything.
         """
-        watched = {VOLUME_SNAPSHOT_CONTENT.plural, VOLUME_SNAPSHOT.plural}
-        for informer in self.informers:
-            if informer.resource.plural in watched:
-                await informer.synced.wait()
+        await self._listed((VOLUME_SNAPSHOT_CONTENT.plural, VOLUME_SNAPSHOT.plural))
         assert self.snapshot_watcher is not None
         snapshots = self.snapshot_watcher.snapshots
         for body in self.contents:
@@ -374,6 +368,12 @@ class Runtime:
             held = snapshots.get(snapshot_key(body))
             if not snapshot_seen(body, snapshots) or waiting_on_snapshot_controller(body, held):
                 self.queues["contents"].add(body["metadata"]["name"])
+
+    async def _listed(self, plurals: tuple[str, ...]) -> None:
+        """Until the informers of these kinds have handed over their first state."""
+        for informer in self.informers:
+            if informer.resource.plural in plurals:
+                await informer.synced.wait()
 
     def wake_schedules(self, keys: list[str | None]) -> None:
         """Objects a schedule made (or may select) changed: look at those schedules again."""

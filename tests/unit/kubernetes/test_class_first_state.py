@@ -8,7 +8,6 @@ once the classes are listed, so no Warning says a class is missing that merely i
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 from fake_kube import FakeKube
@@ -144,6 +143,6 @@ async def test_without_the_classes_listed_the_reconcilers_start_after_the_timeou
 
 def test_the_classes_come_through_the_operators_informers() -> None:
     runtime = Operator(FakeKube(), seeded_azure()).runtime
-    watched: dict[str, Any] = {informer.resource.plural: informer for informer in runtime.informers}
+    watched = {informer.resource.plural for informer in runtime.informers}
     assert VOLUME_SNAPSHOT_CLASS.plural in watched
     assert STORAGE_CLASS.plural in watched
